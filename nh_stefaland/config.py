@@ -1,0 +1,132 @@
+"""The ``stefaland_*`` config keys: one table of defaults and accepted values, and the checks run before training."""
+import difflib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Key:
+    """One ``stefaland_*`` config key.
+
+    Parameters
+    ----------
+    default : Any
+        Value used when the key is absent from the config.
+    kind : type | tuple[type, ...]
+        Accepted Python type(s) of the value.
+    doc : str
+        One-line description, shown in the README reference.
+    choices : tuple | None
+        Accepted values, if the key is an enumeration.
+    minimum : float | None
+        Smallest accepted value for numbers.
+    """
+    default: Any
+    kind: type | tuple[type, ...]
+    doc: str
+    choices: tuple | None = None
+    minimum: float | None = None
+
+
+KEYS: dict[str, Key] = {
+    'stefaland_d_model': Key(256, int, "Token and encoder width D.", minimum=1),
+    'stefaland_nheads': Key(4, int, "Attention heads per encoder layer (must divide `stefaland_d_model`).", minimum=1),
+    'stefaland_dim_feedforward': Key(512, int, "Hidden width of each encoder layer's feed-forward block.", minimum=1),
+    'stefaland_nlayers': Key(4, int, "Number of post-LayerNorm transformer encoder layers.", minimum=1),
+    'stefaland_dropout': Key(0.1, (int, float), "Dropout inside the encoder and on its output projection.",
+                             minimum=0.0),
+    'stefaland_token_hidden': Key(64, int, "Hidden width of each variable's tokenizer MLP (Linear(1→h)→GELU→Linear(h→D)).",
+                                  minimum=1),
+    'stefaland_token_dropout': Key(0.1, (int, float), "Dropout inside each variable's tokenizer MLP.", minimum=0.0),
+    'stefaland_adapter': Key('resconn', str, "Adapter between the encoder and the LSTM decoder.",
+                             choices=('resconn', 'none')),
+    'stefaland_adapter_kernel_size': Key(3, int, "Temporal kernel of the residual adapter's convolution (odd).",
+                                         minimum=1),
+}
+
+UNSUPPORTED_OPTIONS = {
+    'autoregressive_inputs': "autoregressive inputs",
+    'mass_inputs': "mass inputs",
+    'evolving_attributes': "evolving attributes",
+    'hindcast_inputs': "separate hindcast/forecast inputs",
+    'forecast_inputs': "separate hindcast/forecast inputs",
+}
+
+
+def resolve(raw: dict) -> dict[str, Any]:
+    """All ``stefaland_*`` values of a raw config dict, defaults filled in and checked.
+
+    Raises
+    ------
+    ValueError
+        If a value has the wrong type, is out of range or is not one of the accepted choices.
+    """
+    values = {}
+    for name, key in KEYS.items():
+        value = raw.get(name, key.default)
+        if value is None:
+            value = key.default
+        if (isinstance(value, bool) and bool not in _as_tuple(key.kind)) or not isinstance(value, key.kind):
+            raise ValueError(f"{name}={value!r} must be of type {_type_names(key.kind)}.")
+        if key.choices is not None and value not in key.choices:
+            raise ValueError(f"{name}={value!r} is not supported; choose one of {list(key.choices)}.")
+        if key.minimum is not None and value < key.minimum:
+            raise ValueError(f"{name}={value!r} must be at least {key.minimum}.")
+        values[name] = value
+    return values
+
+
+def check_model_options(cfg) -> None:
+    """Reject NH options that StefaLand cannot honour, before anything is built.
+
+    Raises
+    ------
+    ValueError
+        If the config asks for several frequencies, autoregressive or mass inputs, evolving attributes, forecast
+        inputs, basin one-hot encoding, grouped dynamic inputs or no static attributes.
+    """
+    if len(cfg.use_frequencies) > 1:
+        raise ValueError(f"model: stefaland supports a single frequency, got use_frequencies={cfg.use_frequencies}.")
+    raw = cfg.as_dict()
+    for option, what in UNSUPPORTED_OPTIONS.items():
+        if raw.get(option):
+            raise ValueError(f"model: stefaland does not support {what} ({option}={raw[option]}).")
+    if cfg.use_basin_id_encoding:
+        raise ValueError("model: stefaland does not support use_basin_id_encoding: it identifies basins by their "
+                         "attributes, so that it can predict in basins never seen in training.")
+    if not isinstance(cfg.dynamic_inputs, list) or any(isinstance(v, list) for v in cfg.dynamic_inputs):
+        raise ValueError(f"model: stefaland needs dynamic_inputs as a flat list of variables, "
+                         f"got {cfg.dynamic_inputs!r}.")
+    if not cfg.dynamic_inputs:
+        raise ValueError("model: stefaland needs at least one variable in dynamic_inputs.")
+    if not (cfg.static_attributes or cfg.hydroatlas_attributes):
+        raise ValueError("model: stefaland needs static_attributes (or hydroatlas_attributes): they form the "
+                         "static token through which the model knows the basin.")
+    if len(set(cfg.dynamic_inputs)) != len(cfg.dynamic_inputs):
+        raise ValueError(f"dynamic_inputs lists a variable twice: {cfg.dynamic_inputs}.")
+    for option in ('statics_embedding', 'dynamics_embedding'):
+        if raw.get(option):
+            LOGGER.warning(f"{option} is not used by model: stefaland (it embeds every variable on its own).")
+
+
+def suggest(unknown_keys: list[str]) -> str:
+    """Hint naming the closest ``stefaland_*`` key for each mistyped one ('' when none is close)."""
+    hints = []
+    for key in unknown_keys:
+        matches = difflib.get_close_matches(key, KEYS.keys(), n=1, cutoff=0.6)
+        if matches:
+            hints.append(f"'{key}' (did you mean '{matches[0]}'?)")
+        elif key.startswith('stefaland_'):
+            hints.append(f"'{key}' (known stefaland keys: {sorted(KEYS)})")
+    return ("; ".join(hints)) if hints else ""
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _type_names(kind: type | tuple[type, ...]) -> str:
+    return " or ".join(k.__name__ for k in _as_tuple(kind))

@@ -1,0 +1,43 @@
+"""The post-LayerNorm transformer encoder over the T+1 tokens, with StefaLand's output projection."""
+import torch
+import torch.nn as nn
+
+
+class Encoder(nn.Module):
+    """Transformer encoder (post-LN, PyTorch's fused attention), then LayerNorm → Dropout → Linear(D→D).
+
+    Parameters
+    ----------
+    d_model : int
+        Token width D.
+    nheads : int
+        Attention heads per layer.
+    dim_feedforward : int
+        Hidden width of each layer's feed-forward block.
+    nlayers : int
+        Number of layers.
+    dropout : float
+        Dropout inside the layers and before the output projection.
+    """
+
+    def __init__(self, d_model: int, nheads: int, dim_feedforward: int, nlayers: int, dropout: float = 0.1):
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(d_model=d_model, nhead=nheads, dim_feedforward=dim_feedforward,
+                                           dropout=dropout, activation='gelu', batch_first=True, norm_first=False)
+        self.layers = nn.TransformerEncoder(layer, num_layers=nlayers, enable_nested_tensor=False)
+        self.output = nn.Sequential(nn.LayerNorm(d_model), nn.Dropout(dropout), nn.Linear(d_model, d_model))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Encode a token sequence.
+
+        Parameters
+        ----------
+        tokens : torch.Tensor
+            Input tokens [B, T+1, D].
+
+        Returns
+        -------
+        torch.Tensor
+            Hidden states H [B, T+1, D].
+        """
+        return self.output(self.layers(tokens))
