@@ -1,0 +1,24 @@
+"""The ``nh-stefaland`` command: tools around NeuralHydrology runs that ``nh-run`` does not offer."""
+import argparse
+import importlib
+import sys
+
+# sub-command → module exposing `add_arguments(parser)` and `run(args) -> int`
+COMMANDS = {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen sub-command; returns the process exit code."""
+    parser = argparse.ArgumentParser(prog='nh-stefaland', description=__doc__)
+    subparsers = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
+    modules = {}
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        module.add_arguments(subparsers.add_parser(name, help=help_text, description=help_text))
+        modules[name] = module
+    args = parser.parse_args(argv)
+    return modules[args.command].run(args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
