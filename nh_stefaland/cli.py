@@ -3,7 +3,7 @@ import argparse
 import importlib
 import sys
 
-# sub-command → module exposing `add_arguments(parser)` and `run(args) -> int`
+# sub-command → (module exposing `add_arguments(parser)` and `run(args) -> int`, one-line help)
 COMMANDS = {}
 
 
