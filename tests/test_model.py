@@ -1,0 +1,88 @@
+"""StefaLand's input handling: variables by name, alphabetical static columns, NaN inputs, clear config errors."""
+import pytest
+import torch
+
+from neuralhydrology.modelzoo import get_model
+
+
+def _batch(model, batch_size: int = 2, length: int = 30) -> dict:
+    x_d = {name: torch.randn(batch_size, length, 1) for name in model.dynamic_inputs}
+    return {'x_d': x_d, 'x_s': torch.randn(batch_size, len(model.static_attributes))}
+
+
+def test_get_model_builds_stefaland_with_named_parts(get_config):
+    model = get_model(get_config('caravan_sample'))
+    assert type(model).__name__ == 'StefaLand'
+    for part in model.module_parts:
+        assert isinstance(getattr(model, part), torch.nn.Module)
+
+
+def test_static_columns_are_alphabetical_like_nh(get_config):
+    cfg = get_config('caravan_sample')
+    model = get_model(cfg)
+    assert model.static_attributes == sorted(cfg.static_attributes)
+    assert model.static_attributes != list(cfg.static_attributes)
+
+
+def test_static_column_reaches_its_own_variable_embedding(get_config):
+    model = get_model(get_config('caravan_sample')).eval()
+    batch = _batch(model, batch_size=1)
+    column = model.static_attributes.index('area')
+    with torch.no_grad():
+        model.tokens.static.weight_in[column] = 0.0
+        model.tokens.static.bias_in[column] = 0.0
+        reference = model(batch)['y_hat']
+        batch['x_s'][0, column] += 5.0  # 'area' has no influence any more
+        torch.testing.assert_close(model(batch)['y_hat'], reference)
+        batch['x_s'][0, model.static_attributes.index('aridity')] += 5.0
+        assert not torch.allclose(model(batch)['y_hat'], reference)
+
+
+def test_dynamic_inputs_are_read_by_name(get_config):
+    model = get_model(get_config('caravan_sample')).eval()
+    batch = _batch(model)
+    reordered = dict(reversed(list(batch['x_d'].items())))
+    with torch.no_grad():
+        torch.testing.assert_close(model({**batch, 'x_d': reordered})['y_hat'], model(batch)['y_hat'])
+
+
+def test_nan_inputs_give_finite_predictions_through_the_mask_vectors(get_config):
+    model = get_model(get_config('caravan_sample')).eval()
+    batch = _batch(model)
+    batch['x_d']['total_precipitation_sum'][0, 5:15] = float('nan')
+    batch['x_d']['temperature_2m_mean'][1] = float('nan')
+    batch['x_s'][1, 0] = float('nan')
+    with torch.no_grad():
+        y_hat = model(batch)['y_hat']
+        assert torch.isfinite(y_hat).all()
+        model.tokens.dynamic.mask_vectors[0] += 1.0
+        changed = model(batch)['y_hat']
+    assert not torch.allclose(changed[0], y_hat[0])
+    torch.testing.assert_close(changed[1], y_hat[1])  # sample 1 has no missing precipitation
+
+
+def test_paper_size_is_reachable(get_config):
+    cfg = get_config('caravan_sample', seq_length=365, stefaland_d_model=256, stefaland_nheads=4,
+                     stefaland_dim_feedforward=512, stefaland_nlayers=4, hidden_size=256)
+    model = get_model(cfg)
+    layer = model.encoder.layers.layers[0]
+    assert len(model.encoder.layers.layers) == 4 and layer.self_attn.num_heads == 4
+    assert layer.linear1.out_features == 512 and model.tokens.positions.shape == (366, 256)
+    assert not layer.norm_first
+
+
+@pytest.mark.parametrize('overrides,message', [
+    ({'stefaland_d_model': 30, 'stefaland_nheads': 4}, 'must be divisible by stefaland_nheads'),
+    ({'stefaland_adapter': 'lora'}, "stefaland_adapter='lora' is not supported"),
+    ({'stefaland_nlayers': 0}, 'stefaland_nlayers=0 must be at least 1'),
+    ({'stefaland_d_model': 'big'}, "stefaland_d_model='big' must be of type int"),
+    ({'stefaland_adapter_kernel_size': 4}, 'must be odd'),
+    ({'use_basin_id_encoding': True}, 'does not support use_basin_id_encoding'),
+    ({'use_frequencies': ['1D', '1W']}, 'supports a single frequency'),
+    ({'mass_inputs': ['total_precipitation_sum']}, 'does not support mass inputs'),
+    ({'evolving_attributes': ['temperature_2m_mean']}, 'does not support evolving attributes'),
+    ({'static_attributes': []}, 'needs static_attributes'),
+])
+def test_unsupported_settings_fail_with_a_clear_message(get_config, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        get_model(get_config('caravan_sample', **overrides))
