@@ -1,4 +1,6 @@
 """StefaLand's input handling: variables by name, alphabetical static columns, NaN inputs, clear config errors."""
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -86,3 +88,19 @@ def test_paper_size_is_reachable(get_config):
 def test_unsupported_settings_fail_with_a_clear_message(get_config, overrides, message):
     with pytest.raises(ValueError, match=message):
         get_model(get_config('caravan_sample', **overrides))
+
+
+def test_paper_config_builds_and_names_real_camels_variables(tmp_path):
+    import pandas as pd
+    from neuralhydrology.utils.config import Config
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = Config(root / 'basin_configs' / 'camels_stefaland_paper.yml')
+    model = get_model(cfg)
+    assert model.tokens.positions.shape == (366, 256) and len(model.encoder.layers.layers) == 4
+    data_dir = root / 'tests' / 'data' / 'camels_us_nh'
+    attributes = pd.concat([pd.read_csv(f, sep=';', index_col='gauge_id')
+                            for f in (data_dir / 'camels_attributes_v2.0').glob('camels_*.txt')], axis=1)
+    assert set(cfg.static_attributes) <= set(attributes.columns)
+    forcing = next((data_dir / 'basin_mean_forcing' / 'daymet').rglob('*.txt')).read_text().splitlines()[3]
+    assert all(variable in forcing for variable in cfg.dynamic_inputs)
