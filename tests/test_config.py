@@ -1,4 +1,6 @@
 """The stefaland_* keys validate like NH's own keys."""
+from pathlib import Path
+
 import pytest
 from ruamel.yaml import YAML
 
@@ -34,3 +36,9 @@ def test_values_persist_in_the_run_config(get_config, tmp_path):
 def test_every_key_is_a_config_property():
     for name in config.KEYS:
         assert isinstance(getattr(Config, name), property)
+
+
+def test_readme_documents_every_key_with_its_default():
+    readme = (Path(__file__).resolve().parents[1] / 'README.md').read_text()
+    for name, key in config.KEYS.items():
+        assert f"| `{name}` | `{key.default!r}` |" in readme, f"README lacks the row of {name}"
