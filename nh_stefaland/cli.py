@@ -4,7 +4,9 @@ import importlib
 import sys
 
 # sub-command → (module exposing `add_arguments(parser)` and `run(args) -> int`, one-line help)
-COMMANDS = {}
+COMMANDS = {
+    'pub': ('nh_stefaland.pub', "Ungauged-basin (PUB) and ungauged-region (PUR) tests over basin folds, with a report."),
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,265 @@
+"""Training and evaluating one model stage on one fold, in worker processes, resumable through status files."""
+import json
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, wait, FIRST_COMPLETED
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+from ruamel.yaml import YAML
+from tqdm import tqdm
+
+from neuralhydrology.datasetzoo import get_dataset
+from neuralhydrology.evaluation.evaluate import start_evaluation
+from neuralhydrology.training.train import start_training
+from neuralhydrology.utils.config import Config
+
+import nh_stefaland
+from nh_stefaland import pub_leakage
+from nh_stefaland.pub_report import REPORT_METRICS, STATUS_FILE, read_status
+
+LOGGER = logging.getLogger(__name__)
+
+LOG_FILE = 'pub.log'
+
+
+@dataclass(frozen=True)
+class Task:
+    """One training stage of one model, on one fold or shared by all folds, kept in its own directory.
+
+    Attributes
+    ----------
+    label : str
+        The model label (``--model LABEL=CONFIG``).
+    name : str
+        ``fold_NN``, ``fold_NN_pretrain`` or ``pretrain`` (one pretraining shared by all folds).
+    directory : Path
+        Holds ``status.json``, ``pub.log`` and the NH run folder that training creates.
+    config_file : Path
+        The stage's config (for a finetuning stage: the settings laid over the pretraining run's config).
+    basin_files : dict[str, Path]
+        ``train``, ``validation`` and ``test`` basin files of the stage.
+    held_out : frozenset[str]
+        Basins whose streamflow this stage must never train on.
+    fingerprint : str
+        Hash of everything that defines the stage; a finished stage with another fingerprint is not reused.
+    base : Task | None
+        The pretraining stage this stage finetunes.
+    target_basin_file : Path | None
+        Set when ``base`` saw held-out basins: the basins whose streamflow defines the target normalisation.
+    evaluate : bool
+        Evaluate the trained model on the test period (final stages).
+    """
+    label: str
+    name: str
+    directory: Path
+    config_file: Path
+    basin_files: dict[str, Path]
+    held_out: frozenset[str]
+    fingerprint: str
+    base: 'Task | None' = None
+    target_basin_file: Path | None = None
+    evaluate: bool = True
+
+
+def is_finished(task: Task) -> bool:
+    """Whether the task finished earlier with the same fingerprint (and left its metrics, if it evaluates).
+
+    Raises
+    ------
+    ValueError
+        If it finished with another fingerprint: its config, basins or pretraining changed since.
+    """
+    status = read_status(task.directory)
+    if status is None or status['state'] != 'done':
+        return False
+    if status['fingerprint'] != task.fingerprint:
+        raise ValueError(f"Model '{task.label}' {task.name} in {task.directory} was run with another config, fold or "
+                         f"pretraining setting. Use a new --output-dir or a new label, or delete that folder.")
+    return not task.evaluate or (task.directory / status.get('metrics_file', '')).is_file()
+
+
+def run_waves(waves: list[list[Task]], jobs: int, progress: tqdm) -> dict[Path, dict]:
+    """Run tasks wave after wave in ``jobs`` worker processes; a task whose base failed is marked failed, not run.
+
+    Returns
+    -------
+    dict[Path, dict]
+        The status of every task that was run (or could not run), by task directory.
+    """
+    statuses: dict[Path, dict] = {}
+    if not any(waves):
+        return statuses
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context('spawn'), initializer=_init_worker,
+                             initargs=(threads,)) as executor:
+        for wave in waves:
+            futures: dict[Future, Task] = {}
+            for task in wave:
+                base_status = read_status(task.base.directory) if task.base is not None else None
+                if task.base is not None and (base_status is None or base_status['state'] != 'done'):
+                    statuses[task.directory] = _record_blocked(task, base_status)
+                    progress.update(1)
+                else:
+                    futures[executor.submit(run_task, task)] = task
+            while futures:
+                done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                for future in done:
+                    task = futures.pop(future)
+                    statuses[task.directory] = _result(future, task)
+                    progress.set_postfix_str(f"{task.label} {task.name}: {statuses[task.directory]['state']}")
+                    progress.update(1)
+    return statuses
+
+
+def run_task(task: Task) -> dict:
+    """Train (and evaluate) one task in this process; writes its log and status, and never raises."""
+    if task.directory.exists():
+        shutil.rmtree(task.directory)
+    task.directory.mkdir(parents=True)
+    log_file = task.directory / LOG_FILE
+    with _output_to(log_file):
+        try:
+            status = _train_and_evaluate(task)
+        except Exception as error:  # a failed fold is reported; the other folds go on
+            LOGGER.exception(f"Model '{task.label}' {task.name} failed.")
+            status = {'state': 'failed', 'error': f"{type(error).__name__}: {error}"}
+    return _write_status(task, status, log_file)
+
+
+def _train_and_evaluate(task: Task) -> dict:
+    cfg = _stage_config(task)
+    pub_leakage.check_training_basins(cfg, task.held_out, task.label)
+    start_training(cfg)
+    status = {'state': 'done', 'run_dir': str(cfg.run_dir), 'target': cfg.target_variables[0]}  # NH set run_dir
+    if task.evaluate:
+        status['metrics_file'] = str(_evaluate(cfg.run_dir))
+    return status
+
+
+def _stage_config(task: Task) -> Config:
+    """The stage's config: its file, or the pretraining run's config with the finetuning file laid over it."""
+    if task.base is None:
+        cfg = Config(task.config_file)
+    else:
+        cfg = _finetune_config(task)
+    cfg.update_config({'run_dir': task.directory, 'experiment_name': f'{task.label}_{task.name}',
+                       'train_basin_file': task.basin_files['train'],
+                       'validation_basin_file': task.basin_files['validation'],
+                       'test_basin_file': task.basin_files['test']})
+    return cfg
+
+
+def _finetune_config(task: Task) -> Config:
+    """NH's ``nh-run finetune`` config, with ``base_run_dir`` set to this fold's pretraining."""
+    if not Config(task.config_file).finetune_modules:
+        raise ValueError(f"Model '{task.label}': {task.config_file} finetunes a pretraining stage and must list the "
+                         f"parts to train in finetune_modules.")
+    base_run = (task.base.directory / read_status(task.base.directory)['run_dir']).resolve()
+    cfg = Config(base_run / 'config.yml')
+    cfg.update_config({'run_dir': None, 'experiment_name': None})
+    cfg.update_config(task.config_file)
+    cfg.is_finetuning = True
+    cfg.is_continue_training = False
+    cfg.base_run_dir = base_run
+    if task.target_basin_file is not None:
+        cfg.base_run_dir = _base_with_fold_targets(cfg, base_run, task)
+    return cfg
+
+
+def _base_with_fold_targets(cfg: Config, base_run: Path, task: Task) -> Path:
+    """A view of the pretraining run whose target normalisation is computed from the fold's training basins only.
+
+    The pretraining saw the held-out basins; NH would carry the mean and spread of their streamflow into finetuning
+    through the pretraining run's scaler. The view links the run's config and weights and holds its scaler with the
+    target entries replaced by those of the finetuning data of the fold's training basins.
+    """
+    view = task.directory / 'pretraining_view'
+    (view / 'train_data').mkdir(parents=True)
+    for source in [base_run / 'config.yml', *base_run.glob('model_epoch*.pt')]:
+        (view / source.name).symlink_to(source)
+    statistics_cfg = Config(cfg.as_dict())
+    statistics_cfg.update_config({'train_basin_file': task.target_basin_file, 'is_finetuning': False,
+                                  'train_dir': view / 'fold_target_statistics'})
+    get_dataset(cfg=statistics_cfg, is_train=True, period='train', scaler={})
+    yaml = YAML(typ='safe')
+    scaler = yaml.load((base_run / 'train_data' / 'train_data_scaler.yml').read_text())
+    fold = yaml.load((view / 'fold_target_statistics' / 'train_data_scaler.yml').read_text())
+    for key in ('xarray_feature_center', 'xarray_feature_scale'):
+        for target in cfg.target_variables:
+            scaler[key]['data_vars'][target] = fold[key]['data_vars'][target]
+    with (view / 'train_data' / 'train_data_scaler.yml').open('w') as stream:
+        yaml.dump(scaler, stream)
+    LOGGER.info(f"Target normalisation of {cfg.target_variables} taken from {task.target_basin_file} only.")
+    return view
+
+
+def _evaluate(run_dir: Path) -> Path:
+    """NH's test evaluation of the last epoch, with :data:`REPORT_METRICS` added; returns the metrics file."""
+    cfg = Config(run_dir / 'config.yml')
+    metrics = cfg.metrics
+    if isinstance(metrics, dict):
+        cfg.metrics = {target: _with_report_metrics(names) for target, names in metrics.items()}
+    else:
+        cfg.metrics = _with_report_metrics(metrics)
+    start_evaluation(cfg=cfg, run_dir=run_dir, epoch=None, period='test')
+    return sorted((run_dir / 'test').glob('model_epoch*/test_metrics.csv'))[-1]
+
+
+def _with_report_metrics(names: list[str]) -> list[str]:
+    return names if 'all' in names else list(names) + [m for m in REPORT_METRICS if m not in names]
+
+
+def _result(future: Future, task: Task) -> dict:
+    try:
+        return future.result()
+    except BrokenProcessPool as error:
+        return _write_status(task, {'state': 'failed', 'error': f"worker process died: {error}"},
+                             task.directory / LOG_FILE)
+
+
+def _record_blocked(task: Task, base_status: dict | None) -> dict:
+    task.directory.mkdir(parents=True, exist_ok=True)
+    log = task.base.directory / (base_status['log'] if base_status else LOG_FILE)
+    return _write_status(task, {'state': 'failed', 'error': f"its pretraining {task.base.name} failed"}, log)
+
+
+def _write_status(task: Task, status: dict, log_file: Path) -> dict:
+    """Write the task's status; its paths are relative to the task directory, so output folders can move."""
+    status.update(label=task.label, name=task.name, fingerprint=task.fingerprint, log=log_file)
+    for key in ('run_dir', 'metrics_file', 'log'):
+        if key in status:
+            status[key] = os.path.relpath(status[key], task.directory)
+    (task.directory / STATUS_FILE).write_text(json.dumps(status, indent=1))
+    return status
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    nh_stefaland.register()
+
+
+@contextmanager
+def _output_to(log_file: Path) -> Iterator[None]:
+    """Send this process's logging, stdout and stderr (NH's progress bars) to ``log_file`` for one task."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    with log_file.open('w') as stream, redirect_stdout(stream), redirect_stderr(stream):
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(logging.Formatter('%(asctime)s: %(message)s'))
+        root.handlers = [handler]  # NH's setup_logging (logging.basicConfig) then adds nothing
+        root.setLevel(logging.INFO)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            root.handlers = saved[0]
+            root.setLevel(saved[1])
