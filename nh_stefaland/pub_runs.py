@@ -1,4 +1,5 @@
 """Training and evaluating one model stage on one fold, in worker processes, resumable through status files."""
+import copy
 import json
 import logging
 import os
@@ -184,7 +185,7 @@ def _base_with_fold_targets(cfg: Config, base_run: Path, task: Task) -> Path:
     (view / 'train_data').mkdir(parents=True)
     for source in [base_run / 'config.yml', *base_run.glob('model_epoch*.pt')]:
         (view / source.name).symlink_to(source)
-    statistics_cfg = Config(cfg.as_dict())
+    statistics_cfg = Config(copy.deepcopy(cfg.as_dict()))  # Config(dict) would share the dict with cfg
     statistics_cfg.update_config({'train_basin_file': task.target_basin_file, 'is_finetuning': False,
                                   'train_dir': view / 'fold_target_statistics'})
     get_dataset(cfg=statistics_cfg, is_train=True, period='train', scaler={})
@@ -225,7 +226,6 @@ def _result(future: Future, task: Task) -> dict:
 
 
 def _record_blocked(task: Task, base_status: dict | None) -> dict:
-    task.directory.mkdir(parents=True, exist_ok=True)
     log = task.base.directory / (base_status['log'] if base_status else LOG_FILE)
     return _write_status(task, {'state': 'failed', 'error': f"its pretraining {task.base.name} failed"}, log)
 
@@ -236,6 +236,7 @@ def _write_status(task: Task, status: dict, log_file: Path) -> dict:
     for key in ('run_dir', 'metrics_file', 'log'):
         if key in status:
             status[key] = os.path.relpath(status[key], task.directory)
+    task.directory.mkdir(parents=True, exist_ok=True)
     (task.directory / STATUS_FILE).write_text(json.dumps(status, indent=1))
     return status
 
