@@ -45,6 +45,8 @@ KEYS: dict[str, Key] = {
                              choices=('resconn', 'none')),
     'stefaland_adapter_kernel_size': Key(3, int, "Temporal kernel of the residual adapter's convolution (odd).",
                                          minimum=1),
+    'stefaland_strided_evaluation': Key(True, bool, "Evaluate with windows `predict_last_n` days apart, stitched "
+                                        "into one prediction per day (False: NH's one window per day)."),
 }
 
 UNSUPPORTED_OPTIONS = {

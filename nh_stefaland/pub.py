@@ -59,10 +59,10 @@ def run(args: argparse.Namespace) -> int:
         LOGGER.info(f"Report written to {pub_report.write_report(args.report_only)}")
         return 0
     nh_stefaland.register()
-    settings = _settings(args)
+    settings, models = _settings(args)
     output_dir = args.output_dir.resolve()
     folds = _load_or_make_folds(settings, output_dir)
-    waves = _plan(settings, folds, output_dir)
+    waves = _plan(settings, models, folds, output_dir)
     finished = [task for wave in waves for task in wave if pub_runs.is_finished(task)]
     pretraining, final = waves
     needed_bases = {task.base.directory for task in final if task not in finished and task.base is not None}
@@ -81,8 +81,8 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _settings(args: argparse.Namespace) -> dict:
-    """The checked command-line settings, merged with those an earlier run left in the output directory."""
+def _settings(args: argparse.Namespace) -> tuple[dict, dict]:
+    """The checked settings (with the models of earlier runs in the output directory) and this run's models."""
     from neuralhydrology.datautils.utils import load_basin_file
 
     if not args.model or args.basin_file is None or args.output_dir is None:
@@ -119,7 +119,7 @@ def _settings(args: argparse.Namespace) -> dict:
         settings['models'] = {**earlier['models'], **models}
     args.output_dir.mkdir(parents=True, exist_ok=True)
     earlier_file.write_text(json.dumps(settings, indent=1))
-    return settings
+    return settings, models
 
 
 def _labelled(values: list[str], option: str) -> list[tuple[str, Path]]:
@@ -181,8 +181,8 @@ def _load_or_make_folds(settings: dict, output_dir: Path):
     return folds
 
 
-def _plan(settings: dict, folds, output_dir: Path) -> list[list]:
-    """The tasks: wave 0 pretraining stages, wave 1 one final stage per model and fold."""
+def _plan(settings: dict, models: dict, folds, output_dir: Path) -> list[list]:
+    """The tasks of ``models``: wave 0 their pretraining stages, wave 1 one final stage per model and fold."""
     from nh_stefaland import pub_folds
     from nh_stefaland.pub_runs import Task
 
@@ -191,7 +191,7 @@ def _plan(settings: dict, folds, output_dir: Path) -> list[list]:
     all_basins.write_text(''.join(f'{basin}\n' for basin in folds['basin']))
     include = settings['pretrain_held_out'] == 'included'
     pretraining, final = [], []
-    for label, model in settings['models'].items():
+    for label, model in models.items():
         runs = output_dir / 'runs' / label
         shared = None
         if model['pretrain'] is not None and include:

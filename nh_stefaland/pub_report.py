@@ -71,7 +71,7 @@ def summarise(per_basin: pd.DataFrame) -> pd.DataFrame:
                      'q25': np.quantile(values, 0.25) if len(values) else np.nan,
                      'q75': np.quantile(values, 0.75) if len(values) else np.nan,
                      'share_below_0': (values < 0).mean() if len(values) else np.nan})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=['model', 'metric', 'n', 'median', 'mean', 'q25', 'q75', 'share_below_0'])
 
 
 def compare_pairs(per_basin: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
@@ -102,7 +102,8 @@ def compare_pairs(per_basin: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
                            median_difference=np.median(difference), ci_low=ci_low, ci_high=ci_high,
                            share_a_better=better.mean())
             rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=['model_a', 'model_b', 'metric', 'n', 'median_a', 'median_b',
+                                       'median_difference', 'ci_low', 'ci_high', 'share_a_better'])
 
 
 def plot_nse_cdf(per_basin: pd.DataFrame, path: Path, title: str) -> None:
@@ -119,7 +120,8 @@ def plot_nse_cdf(per_basin: pd.DataFrame, path: Path, title: str) -> None:
     axis.set(xlim=(-1, 1), ylim=(0, 1), xlabel='NSE (held-out basins; below −1 shown at −1)',
              ylabel='share of basins', title=title)
     axis.grid(alpha=0.3)
-    axis.legend(loc='upper left')
+    if axis.lines:
+        axis.legend(loc='upper left')
     figure.tight_layout()
     figure.savefig(path, dpi=120)
 
@@ -167,6 +169,9 @@ def _markdown(settings: dict, folds: pd.DataFrame, per_basin: pd.DataFrame, summ
     for label, model in settings['models'].items():
         pretraining = f", pretrained with `{model['pretrain']}`" if model['pretrain'] else ""
         lines.append(f"- **{label}**: `{model['config']}`{pretraining}")
+    if per_basin.empty:
+        lines += ["", "No run has finished yet.", ""]
+        return "\n".join(lines + _failed_lines(failed))
     nse = summary[summary['metric'] == 'NSE'].set_index('model')
     medians = summary.pivot(index='model', columns='metric', values='median')
     table = pd.DataFrame({'basins': nse['n'], 'NSE median': nse['median'], 'NSE mean': nse['mean'],
@@ -176,17 +181,19 @@ def _markdown(settings: dict, folds: pd.DataFrame, per_basin: pd.DataFrame, summ
               "## Paired comparison (same basins)", "",
               "Median over basins of A − B, 95 % percentile-bootstrap interval over basins, and the share of basins "
               "where A is better (higher NSE/KGE, lower RMSE).", "", _table(paired), ""]
-    if not per_basin.empty:
-        by_fold = per_basin.pivot_table(index=['fold', 'group'], columns='model', values='NSE', aggfunc='median')
-        lines += ["## Median NSE per held-out fold", "", _table(by_fold.reset_index()), ""]
-    lines += ["## NSE distribution", "", "![NSE CDF per model](nse_cdf.png)", ""]
-    if failed:
-        lines += ["## Runs that did not finish", ""]
-        lines += [f"- {s['label']} {s['name']}: {s['error']} (log: `{s['log']}`)" for s in failed]
-        lines.append("")
+    by_fold = per_basin.pivot_table(index=['fold', 'group'], columns='model', values='NSE', aggfunc='median')
+    lines += ["## Median NSE per held-out fold", "", _table(by_fold.reset_index()), "",
+              "## NSE distribution", "", "![NSE CDF per model](nse_cdf.png)", "", *_failed_lines(failed)]
     lines += ["Files: `per_basin.csv` (basin, fold, group, model, metrics), `summary.csv`, `paired.csv`, "
               "`nse_cdf.png`.", ""]
     return "\n".join(lines)
+
+
+def _failed_lines(failed: list[dict]) -> list[str]:
+    if not failed:
+        return []
+    return ["## Runs that did not finish", "",
+            *(f"- {s['label']} {s['name']}: {s['error']} (log: `{s['log']}`)" for s in failed), ""]
 
 
 def _protocol_name(settings: dict) -> str:

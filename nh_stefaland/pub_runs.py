@@ -6,9 +6,9 @@ import os
 import shutil
 import sys
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, wait, FIRST_COMPLETED
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from contextlib import contextmanager, nullcontext, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -87,7 +87,9 @@ def is_finished(task: Task) -> bool:
 
 
 def run_waves(waves: list[list[Task]], jobs: int, progress: tqdm) -> dict[Path, dict]:
-    """Run tasks wave after wave in ``jobs`` worker processes; a task whose base failed is marked failed, not run.
+    """Run tasks wave after wave; a task whose base failed is marked failed, not run.
+
+    With ``jobs`` 1 the tasks run one after the other in this process, otherwise in ``jobs`` worker processes.
 
     Returns
     -------
@@ -98,24 +100,22 @@ def run_waves(waves: list[list[Task]], jobs: int, progress: tqdm) -> dict[Path, 
     if not any(waves):
         return statuses
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context('spawn'), initializer=_init_worker,
-                             initargs=(threads,)) as executor:
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context('spawn'), initializer=_init_worker,
+                               initargs=(threads,)) if jobs > 1 else nullcontext()
+    with pool as executor:
         for wave in waves:
-            futures: dict[Future, Task] = {}
+            runnable = []
             for task in wave:
                 base_status = read_status(task.base.directory) if task.base is not None else None
                 if task.base is not None and (base_status is None or base_status['state'] != 'done'):
                     statuses[task.directory] = _record_blocked(task, base_status)
                     progress.update(1)
                 else:
-                    futures[executor.submit(run_task, task)] = task
-            while futures:
-                done, _ = wait(futures, return_when=FIRST_COMPLETED)
-                for future in done:
-                    task = futures.pop(future)
-                    statuses[task.directory] = _result(future, task)
-                    progress.set_postfix_str(f"{task.label} {task.name}: {statuses[task.directory]['state']}")
-                    progress.update(1)
+                    runnable.append(task)
+            for task, status in _completed(runnable, executor):
+                statuses[task.directory] = status
+                progress.set_postfix_str(f"{task.label} {task.name}: {status['state']}")
+                progress.update(1)
     return statuses
 
 
@@ -217,12 +217,19 @@ def _with_report_metrics(names: list[str]) -> list[str]:
     return names if 'all' in names else list(names) + [m for m in REPORT_METRICS if m not in names]
 
 
-def _result(future: Future, task: Task) -> dict:
-    try:
-        return future.result()
-    except BrokenProcessPool as error:
-        return _write_status(task, {'state': 'failed', 'error': f"worker process died: {error}"},
-                             task.directory / LOG_FILE)
+def _completed(tasks: list[Task], executor: ProcessPoolExecutor | None) -> Iterator[tuple[Task, dict]]:
+    """Each task with its status, as it finishes (in this process when there is no executor)."""
+    if executor is None:
+        yield from ((task, run_task(task)) for task in tasks)
+        return
+    futures = {executor.submit(run_task, task): task for task in tasks}
+    for future in as_completed(futures):
+        task = futures[future]
+        try:
+            yield task, future.result()
+        except BrokenProcessPool as error:
+            yield task, _write_status(task, {'state': 'failed', 'error': f"worker process died: {error}"},
+                                      task.directory / LOG_FILE)
 
 
 def _record_blocked(task: Task, base_status: dict | None) -> dict:
@@ -252,7 +259,7 @@ def _init_worker(threads: int) -> None:
 def _output_to(log_file: Path) -> Iterator[None]:
     """Send this process's logging, stdout and stderr (NH's progress bars) to ``log_file`` for one task."""
     root = logging.getLogger()
-    saved = root.handlers[:], root.level
+    saved = root.handlers[:], root.level, sys.excepthook  # NH's setup_logging replaces the excepthook
     with log_file.open('w') as stream, redirect_stdout(stream), redirect_stderr(stream):
         handler = logging.StreamHandler(stream)
         handler.setFormatter(logging.Formatter('%(asctime)s: %(message)s'))
@@ -262,5 +269,5 @@ def _output_to(log_file: Path) -> Iterator[None]:
             yield
         finally:
             sys.stdout.flush()
-            root.handlers = saved[0]
+            root.handlers, sys.excepthook = saved[0], saved[2]
             root.setLevel(saved[1])

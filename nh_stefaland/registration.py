@@ -56,6 +56,22 @@ def _wrap_get_model(original: Callable) -> Callable:
     return get_model
 
 
+def _patch_evaluation(module: ModuleType) -> None:
+    _replace(module, 'get_tester', _wrap_get_tester(module.get_tester))
+
+
+def _wrap_get_tester(original: Callable) -> Callable:
+    def get_tester(cfg, run_dir, period, init_model):
+        if cfg.model.lower() in MODEL_NAMES:
+            from nh_stefaland import evaluation
+
+            if evaluation.strides_evaluation(cfg):
+                return evaluation.get_tester(cfg, run_dir, period, init_model)
+        return original(cfg=cfg, run_dir=run_dir, period=period, init_model=init_model)
+
+    return get_tester
+
+
 def _wrap_key_check(original: Callable) -> Callable:
     def check_cfg_keys(cfg: dict):
         try:
@@ -104,4 +120,5 @@ def _replace(owner: Any, attribute: str, wrapper: Any) -> None:
 _PATCHES: dict[str, Callable[[ModuleType], None]] = {
     'neuralhydrology.utils.config': _patch_config,
     'neuralhydrology.modelzoo': _patch_modelzoo,
+    'neuralhydrology.evaluation': _patch_evaluation,
 }

@@ -1,0 +1,241 @@
+"""`nh-stefaland pub`: folds, leakage guards, resumable runs of two models on the shipped sample, the report."""
+import argparse
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from ruamel.yaml import YAML
+
+from neuralhydrology.datasetzoo import get_dataset
+from neuralhydrology.datautils.utils import load_scaler
+from neuralhydrology.utils.config import Config
+
+from nh_stefaland import cli, pub, pub_folds, pub_leakage, pub_report
+from nh_stefaland.pub_report import REPORT_METRICS
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / 'examples' / 'data' / 'caravan_camels_sample'
+BASINS = ['camels_01022500', 'camels_01632900', 'camels_02177000', 'camels_03173000', 'camels_04045500',
+          'camels_05120500']
+
+
+def _config(directory: Path, name: str, **changes) -> Path:
+    """tests/configs/caravan_sample.yml with an absolute data_dir and ``changes``, written to ``directory``."""
+    yaml = YAML()
+    cfg = yaml.load(ROOT / 'tests' / 'configs' / 'caravan_sample.yml')
+    cfg.update(data_dir=str(SAMPLE), **changes)
+    path = directory / f'{name}.yml'
+    yaml.dump(cfg, path)
+    return path
+
+
+def _basin_file(directory: Path, basins: list[str] = BASINS) -> Path:
+    path = directory / 'basins.txt'
+    path.write_text('\n'.join(basins) + '\n')
+    return path
+
+
+def _pub(*arguments) -> int:
+    return cli.main(['pub', *map(str, arguments)])
+
+
+def _run_folders(output: Path) -> set[Path]:
+    return {path for path in (output / 'runs').glob('*/fold_*/*') if path.is_dir()}
+
+
+def test_two_models_two_folds_report_rerun_and_failed_runs(tmp_path, capsys):
+    stefaland = _config(tmp_path, 'stefaland')
+    lstm = _config(tmp_path, 'lstm', model='cudalstm')
+    broken = _config(tmp_path, 'broken', dynamic_inputs=['no_such_forcing'])
+    output = tmp_path / 'pub'
+    common = ['--basin-file', _basin_file(tmp_path), '--output-dir', output, '--folds', 2]
+
+    assert _pub('--model', f'stefaland={stefaland}', '--model', f'lstm={lstm}', '--model', f'broken={broken}',
+                *common, '--jobs', 2) == 1
+    assert 'folds × models' in capsys.readouterr().out
+
+    report = output / 'report'
+    per_basin = pd.read_csv(report / 'per_basin.csv', dtype={'basin': str})
+    assert list(per_basin.columns) == ['basin', 'fold', 'group', 'model', *REPORT_METRICS]
+    assert sorted(per_basin['model'].unique()) == ['lstm', 'stefaland']
+    for _, rows in per_basin.groupby('model'):
+        assert sorted(rows['basin']) == sorted(BASINS) and set(rows['fold']) == {1, 2}
+    assert per_basin['NSE'].notna().all()
+    summary = pd.read_csv(report / 'summary.csv')
+    nse = summary[summary['metric'] == 'NSE'].set_index('model')
+    assert (nse['n'] == len(BASINS)).all()
+    assert nse.loc['lstm', 'median'] == pytest.approx(per_basin.loc[per_basin['model'] == 'lstm', 'NSE'].median())
+    paired = pd.read_csv(report / 'paired.csv')
+    assert set(paired['metric']) == {'NSE', 'KGE', 'RMSE'} and (paired['n'] == len(BASINS)).all()
+    assert (paired['ci_low'] <= paired['median_difference']).all()
+    assert (paired['median_difference'] <= paired['ci_high']).all()
+    assert (report / 'nse_cdf.png').read_bytes()[:4] == b'\x89PNG'
+    markdown = (report / 'report.md').read_text()
+    assert 'PUB: 2 random basin folds' in markdown and '![NSE CDF per model](nse_cdf.png)' in markdown
+    failed_log = output / 'runs' / 'broken' / 'fold_01' / 'pub.log'
+    assert 'broken fold_01' in markdown and str(failed_log) in markdown
+    assert 'no_such_forcing' in failed_log.read_text()
+
+    folds = (output / 'folds.csv').read_text()
+    runs = _run_folders(output)
+    assert _pub('--model', f'stefaland={stefaland}', '--model', f'lstm={lstm}', *common) == 0
+    assert _run_folders(output) == runs
+    assert (output / 'folds.csv').read_text() == folds
+
+    (report / 'report.md').unlink()
+    assert _pub('--report-only', output) == 0
+    assert (report / 'report.md').read_text() == markdown
+
+    _config(tmp_path, 'lstm', model='cudalstm', hidden_size=4)
+    with pytest.raises(ValueError, match="Model 'lstm' fold_01 .* was run with another config"):
+        _pub('--model', f'lstm={lstm}', *common)
+    with pytest.raises(ValueError, match="holds folds made with other"):
+        _pub('--model', f'stefaland={stefaland}', *common[:-1], 3)
+
+
+def test_pretraining_on_all_basins_keeps_held_out_streamflow_out_of_finetuning(tmp_path, monkeypatch):
+    # NH's cudalstm stands in for a pretraining stage; the target-free check is StefaLand's `stefaland_stage` key
+    monkeypatch.setattr(pub_leakage, 'check_target_free', lambda cfg, label: None)
+    pretrain = _config(tmp_path, 'pretrain', model='cudalstm')
+    finetune = tmp_path / 'finetune.yml'
+    finetune.write_text("finetune_modules:\n  - head\nlearning_rate: 0.0005\n")
+    output = tmp_path / 'pub'
+    assert _pub('--model', f'ft={finetune}', '--pretrain', f'ft={pretrain}', '--basin-file', _basin_file(tmp_path),
+                '--output-dir', output, '--folds', 2) == 0
+
+    pretraining_run = next((output / 'runs' / 'ft' / 'pretrain').glob('ft_pretrain_*'))
+    pretraining_scaler = load_scaler(pretraining_run)
+    for fold in (1, 2):
+        fold_dir = output / 'runs' / 'ft' / f'fold_{fold:02d}'
+        run = next(fold_dir.glob(f'ft_fold_{fold:02d}_*'))
+        cfg = Config(run / 'config.yml')
+        assert cfg.is_finetuning and cfg.finetune_modules == ['head']
+        assert (cfg.base_run_dir / 'model_epoch001.pt').resolve() == (pretraining_run / 'model_epoch001.pt').resolve()
+        scaler = load_scaler(run)
+        center, scale = scaler['xarray_feature_center'], scaler['xarray_feature_scale']
+        pretraining_center = pretraining_scaler['xarray_feature_center']
+        assert float(center['total_precipitation_sum']) == float(pretraining_center['total_precipitation_sum'])
+        assert float(center['streamflow']) != pytest.approx(float(pretraining_center['streamflow']))
+
+        training_only = Config(pretrain)
+        training_only.update_config({'train_basin_file': output / 'basins' / f'fold_{fold:02d}' / 'train.txt',
+                                     'train_dir': tmp_path / f'statistics_{fold}'})
+        expected = get_dataset(training_only, is_train=True, period='train', scaler={}).scaler
+        assert float(center['streamflow']) == pytest.approx(float(expected['xarray_feature_center']['streamflow']))
+        assert float(scale['streamflow']) == pytest.approx(float(expected['xarray_feature_scale']['streamflow']))
+    assert 'never the held-out basins\' streamflow' in (output / 'report' / 'report.md').read_text()
+
+
+def test_pretraining_without_held_out_basins_is_planned_per_fold(tmp_path):
+    pretrain = _config(tmp_path, 'pretrain', model='cudalstm')
+    finetune = tmp_path / 'finetune.yml'
+    finetune.write_text("finetune_modules:\n  - head\n")
+    args = _parser().parse_args(['pub', '--model', f'ft={finetune}', '--pretrain', f'ft={pretrain}', '--basin-file',
+                              str(_basin_file(tmp_path)), '--output-dir', str(tmp_path / 'pub'), '--folds', '2',
+                              '--pretrain-exclude-held-out'])
+    settings, models = pub._settings(args)
+    folds = pub._load_or_make_folds(settings, args.output_dir)
+    pretraining, final = pub._plan(settings, models, folds, args.output_dir)
+    assert [task.name for task in pretraining] == ['fold_01_pretrain', 'fold_02_pretrain']
+    for task in final:
+        held_out = set(folds.loc[folds['fold'] == int(task.name[-2:]), 'basin'])
+        assert task.base.basin_files['train'] == task.basin_files['train']
+        assert not held_out & set(task.base.basin_files['train'].read_text().split())
+        assert task.base.held_out == task.held_out == held_out
+        assert task.target_basin_file is None
+    assert "each fold's training basins only" in pub_report.write_report(args.output_dir).read_text()
+
+
+def test_random_folds_are_reproducible_balanced_and_seeded():
+    basins = [f'b{i}' for i in range(23)]
+    folds = pub_folds.random_folds(basins, k=5, seed=7)
+    assert folds.equals(pub_folds.random_folds(basins, k=5, seed=7))
+    assert not folds['fold'].equals(pub_folds.random_folds(basins, k=5, seed=8)['fold'])
+    assert list(folds['basin']) == basins
+    assert sorted(folds['fold'].value_counts()) == [4, 4, 5, 5, 5]
+    with pytest.raises(ValueError, match='--folds 1'):
+        pub_folds.random_folds(basins, k=1, seed=0)
+
+
+def test_regions_group_the_sample_by_huc_02_into_the_papers_seven_folds(tmp_path):
+    config = _config(tmp_path, 'stefaland')
+    basins = (SAMPLE / 'basins.txt').read_text().split()
+    args = _parser().parse_args(['pub', '--model', f'stefaland={config}', '--basin-file',
+                                    str(_basin_file(tmp_path, basins)), '--output-dir', str(tmp_path / 'pub'),
+                                    '--regions'])
+    settings, _ = pub._settings(args)
+    folds = pub._load_or_make_folds(settings, args.output_dir).set_index('basin')
+    huc = pd.read_csv(SAMPLE / 'attributes' / 'camels' / 'attributes_camelsus_camels.csv',
+                      index_col='gauge_id')['huc_02']
+    for fold, regions in enumerate(pub_folds.PAPER_HUC02_GROUPS, start=1):
+        members = huc[huc.astype(str).isin(regions)].index
+        assert set(folds.index[folds['fold'] == fold]) == set(members)
+        assert set(folds.loc[members, 'group']) == {f"huc_02={','.join(regions)}"}
+    saved = (args.output_dir / 'folds.csv').read_text()
+    assert pub._load_or_make_folds(pub._settings(args)[0], args.output_dir).equals(folds.reset_index())
+    assert (args.output_dir / 'folds.csv').read_text() == saved
+
+
+def test_grouping_by_any_attribute_and_its_errors():
+    values = pd.Series([1.0, 3, '3', 2], index=['a', 'b', 'c', 'd'])
+    folds = pub_folds.group_folds(values, 'zone')
+    assert list(folds['fold']) == [1, 3, 3, 2] and folds.loc[1, 'group'] == 'zone=3'
+    folds = pub_folds.group_folds(values, 'zone', [['3'], ['1', '2']])
+    assert list(folds['fold']) == [2, 1, 1, 2]
+    with pytest.raises(ValueError, match=r"values \['2'\] that are in no group"):
+        pub_folds.group_folds(values, 'zone', [['1', '3']])
+    with pytest.raises(ValueError, match='more than one group'):
+        pub_folds.group_folds(values, 'zone', [['1', '3'], ['3', '2']])
+    with pytest.raises(ValueError, match='missing for basins'):
+        pub_folds.group_folds(pd.Series([1, None], index=['a', 'b']), 'zone')
+
+
+@pytest.mark.parametrize('changes,message', [
+    ({'model': 'cudalstm', 'use_basin_id_encoding': True}, 'use_basin_id_encoding is on'),
+    ({'static_attributes': ['p_mean', 'q_mean', 'baseflow_index']}, r"\['q_mean', 'baseflow_index'\] look computed"),
+    ({'static_attributes': ['area', 'runoff_ratio']}, r"\['runoff_ratio'\] look computed"),
+    ({'dynamic_inputs': ['total_precipitation_sum', 'streamflow']}, r"\['streamflow'\] are also inputs"),
+    ({'base_run_dir': '/somewhere/pretrained'}, 'starts from fixed weights'),
+])
+def test_leakage_guards_stop_pub_before_anything_runs(tmp_path, changes, message):
+    config = _config(tmp_path, 'model', **changes)
+    output = tmp_path / 'pub'
+    with pytest.raises(ValueError, match=message):
+        _pub('--model', f'm={config}', '--basin-file', _basin_file(tmp_path), '--output-dir', output, '--folds', 2)
+    assert not (output / 'runs').exists()
+
+
+def test_pretraining_that_reads_streamflow_may_not_see_held_out_basins(tmp_path):
+    pretrain = _config(tmp_path, 'pretrain', model='cudalstm')
+    finetune = tmp_path / 'finetune.yml'
+    finetune.write_text("finetune_modules:\n  - head\n")
+    with pytest.raises(ValueError, match='--pretrain-exclude-held-out'):
+        _pub('--model', f'ft={finetune}', '--pretrain', f'ft={pretrain}', '--basin-file', _basin_file(tmp_path),
+             '--output-dir', tmp_path / 'pub', '--folds', 2)
+
+
+def test_attribute_guard_names_and_override(tmp_path):
+    assert pub_leakage.target_derived(['q5', 'Q95', 'slope_fdc', 'high_q_freq', 'hfd_mean', 'stream_elas']) == \
+        ['q5', 'Q95', 'slope_fdc', 'high_q_freq', 'hfd_mean', 'stream_elas']
+    assert pub_leakage.target_derived(['p_mean', 'high_prec_freq', 'frac_snow', 'slope_mean', 'run_mm_syr',
+                                       'seasonality', 'sand_frac', 'aridity']) == []
+    cfg = Config(_config(tmp_path, 'model', static_attributes=['area', 'q_mean']))
+    pub_leakage.check_config(cfg, 'm', allowed_attributes=['q_mean'])
+    with pytest.raises(ValueError, match='q_mean'):
+        pub_leakage.check_config(cfg, 'm')
+
+
+def test_held_out_basin_in_a_training_basin_file_is_refused(tmp_path):
+    train = tmp_path / 'train.txt'
+    train.write_text('camels_01022500\ncamels_01632900\n')
+    cfg = Config(_config(tmp_path, 'model', train_basin_file=str(train), validation_basin_file=str(train)))
+    pub_leakage.check_training_basins(cfg, held_out={'camels_02177000'}, label='m')
+    with pytest.raises(ValueError, match=r"train_basin_file .* lists held-out basins \['camels_01632900'\]"):
+        pub_leakage.check_training_basins(cfg, held_out={'camels_01632900'}, label='m')
+
+
+def _parser() -> argparse.ArgumentParser:
+    """A parser with the pub sub-command, for tests that plan without running."""
+    parser = argparse.ArgumentParser()
+    pub.add_arguments(parser.add_subparsers(dest='command').add_parser('pub'))
+    return parser
