@@ -9,7 +9,7 @@ import numpy as np
 from ruamel.yaml import YAML
 
 import nh_stefaland
-from neuralhydrology import modelzoo
+from neuralhydrology import modelzoo, nh_run
 from neuralhydrology.training import basetrainer
 from neuralhydrology.evaluation import tester
 
@@ -58,8 +58,11 @@ def test_register_is_idempotent():
     assert not hasattr(original, '__nh_stefaland_original__')
 
 
-def test_stock_nh_run_train_and_evaluate(tmp_path):
-    """The only proof that the installed .pth hook works: the real console scripts in fresh processes."""
+def test_stock_nh_run_train_continue_and_evaluate(tmp_path):
+    """The only proof that the installed .pth hook works: the real console scripts in fresh processes.
+
+    `continue_training` runs NH's script the way `nh-schedule-runs` starts it (`python .../nh_run.py`).
+    """
     yaml = YAML(typ='safe')
     cfg = yaml.load(ROOT / 'tests' / 'configs' / 'caravan_sample.yml')
     for key in ('data_dir', 'train_basin_file', 'validation_basin_file', 'test_basin_file'):
@@ -69,8 +72,11 @@ def test_stock_nh_run_train_and_evaluate(tmp_path):
     yaml.dump(cfg, config_file)
     subprocess.run([BIN / 'nh-run', 'train', '--config-file', config_file], check=True, capture_output=True)
     run_dir, = (tmp_path / 'runs').iterdir()
-    subprocess.run([BIN / 'nh-run', 'evaluate', '--run-dir', run_dir], check=True, capture_output=True)
-    with (run_dir / 'test' / 'model_epoch001' / 'test_results.p').open('rb') as fp:
+    subprocess.run([sys.executable, nh_run.__file__, 'continue_training', '--run-dir', run_dir], check=True,
+                   capture_output=True)
+    continued = run_dir / 'continue_training_from_epoch001'
+    subprocess.run([BIN / 'nh-run', 'evaluate', '--run-dir', continued], check=True, capture_output=True)
+    with (continued / 'test' / 'model_epoch002' / 'test_results.p').open('rb') as fp:
         results = pickle.load(fp)
     assert len(results) == 3
     assert all(np.isfinite(basin['1D']['xr']['streamflow_sim'].values).all() for basin in results.values())
