@@ -1,7 +1,6 @@
 """Report of ``nh-stefaland pub`` runs: per-basin metrics, per-model summary, paired comparison, NSE CDF, markdown."""
 import itertools
 import json
-import logging
 import os
 import re
 from pathlib import Path
@@ -11,8 +10,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-LOGGER = logging.getLogger(__name__)
-
+SETTINGS_FILE = 'pub.json'
+FOLDS_FILE = 'folds.csv'
 STATUS_FILE = 'status.json'
 # metrics of every held-out basin, with NH's names (FHV/FLV: bias of high/low flows in %)
 REPORT_METRICS = ('NSE', 'KGE', 'RMSE', 'Pearson-r', 'FHV', 'FLV')
@@ -35,7 +34,7 @@ def collect(output_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
     tuple[pd.DataFrame, list[dict]]
         Columns ``basin, fold, group, model`` and :data:`REPORT_METRICS`; the failed runs' statuses.
     """
-    folds = pd.read_csv(output_dir / 'folds.csv', dtype={'basin': str})
+    folds = pd.read_csv(output_dir / FOLDS_FILE, dtype={'basin': str})
     groups = folds.groupby('fold')['group'].first()
     tables, failed = [], []
     for status_file in sorted((output_dir / 'runs').glob(f'*/fold_*/{STATUS_FILE}')):
@@ -134,9 +133,9 @@ def write_report(output_dir: Path) -> Path:
     FileNotFoundError
         If ``output_dir`` holds no ``pub.json`` and ``folds.csv`` of a pub run.
     """
-    if not (output_dir / 'pub.json').is_file() or not (output_dir / 'folds.csv').is_file():
+    if not (output_dir / SETTINGS_FILE).is_file() or not (output_dir / FOLDS_FILE).is_file():
         raise FileNotFoundError(f"{output_dir} is not an output directory of nh-stefaland pub (no pub.json/folds.csv).")
-    settings = json.loads((output_dir / 'pub.json').read_text())
+    settings = json.loads((output_dir / SETTINGS_FILE).read_text())
     per_basin, failed = collect(output_dir)
     report_dir = output_dir / 'report'
     report_dir.mkdir(exist_ok=True)
@@ -145,7 +144,7 @@ def write_report(output_dir: Path) -> Path:
     summary.to_csv(report_dir / 'summary.csv', index=False)
     paired.to_csv(report_dir / 'paired.csv', index=False)
     plot_nse_cdf(per_basin, report_dir / 'nse_cdf.png', title=_protocol_name(settings))
-    folds = pd.read_csv(output_dir / 'folds.csv', dtype={'basin': str})
+    folds = pd.read_csv(output_dir / FOLDS_FILE, dtype={'basin': str})
     markdown = _markdown(settings, folds, per_basin, summary, paired, failed)
     (report_dir / 'report.md').write_text(markdown)
     return report_dir / 'report.md'

@@ -10,7 +10,7 @@ from neuralhydrology.datasetzoo import get_dataset
 from neuralhydrology.datautils.utils import load_scaler
 from neuralhydrology.utils.config import Config
 
-from nh_stefaland import cli, pub, pub_folds, pub_leakage, pub_report
+from nh_stefaland import cli, pub, pub_folds, pub_leakage, pub_plan, pub_report
 from nh_stefaland.pub_report import REPORT_METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,9 +133,9 @@ def test_pretraining_without_held_out_basins_is_planned_per_fold(tmp_path):
     args = _parser().parse_args(['pub', '--model', f'ft={finetune}', '--pretrain', f'ft={pretrain}', '--basin-file',
                               str(_basin_file(tmp_path)), '--output-dir', str(tmp_path / 'pub'), '--folds', '2',
                               '--pretrain-exclude-held-out'])
-    settings, models = pub._settings(args)
-    folds = pub._load_or_make_folds(settings, args.output_dir)
-    pretraining, final = pub._plan(settings, models, folds, args.output_dir)
+    settings, models = pub_plan.settings_from(args)
+    folds = pub_plan.load_or_make_folds(settings, args.output_dir)
+    pretraining, final = pub_plan.plan(settings, models, folds, args.output_dir)
     assert [task.name for task in pretraining] == ['fold_01_pretrain', 'fold_02_pretrain']
     for task in final:
         held_out = set(folds.loc[folds['fold'] == int(task.name[-2:]), 'basin'])
@@ -163,8 +163,8 @@ def test_regions_group_the_sample_by_huc_02_into_the_papers_seven_folds(tmp_path
     args = _parser().parse_args(['pub', '--model', f'stefaland={config}', '--basin-file',
                                     str(_basin_file(tmp_path, basins)), '--output-dir', str(tmp_path / 'pub'),
                                     '--regions'])
-    settings, _ = pub._settings(args)
-    folds = pub._load_or_make_folds(settings, args.output_dir).set_index('basin')
+    settings, _ = pub_plan.settings_from(args)
+    folds = pub_plan.load_or_make_folds(settings, args.output_dir).set_index('basin')
     huc = pd.read_csv(SAMPLE / 'attributes' / 'camels' / 'attributes_camelsus_camels.csv',
                       index_col='gauge_id')['huc_02']
     for fold, regions in enumerate(pub_folds.PAPER_HUC02_GROUPS, start=1):
@@ -172,7 +172,7 @@ def test_regions_group_the_sample_by_huc_02_into_the_papers_seven_folds(tmp_path
         assert set(folds.index[folds['fold'] == fold]) == set(members)
         assert set(folds.loc[members, 'group']) == {f"huc_02={','.join(regions)}"}
     saved = (args.output_dir / 'folds.csv').read_text()
-    assert pub._load_or_make_folds(pub._settings(args)[0], args.output_dir).equals(folds.reset_index())
+    assert pub_plan.load_or_make_folds(pub_plan.settings_from(args)[0], args.output_dir).equals(folds.reset_index())
     assert (args.output_dir / 'folds.csv').read_text() == saved
 
 
