@@ -1,4 +1,4 @@
-"""Training and evaluating one model stage on one fold, in worker processes, resumable through status files."""
+"""Training and evaluating one model stage on one fold, here or in worker processes, resumable through status files."""
 import copy
 import json
 import logging
@@ -17,8 +17,8 @@ from ruamel.yaml import YAML
 from tqdm import tqdm
 
 from neuralhydrology.datasetzoo import get_dataset
-from neuralhydrology.evaluation.evaluate import start_evaluation
-from neuralhydrology.training.train import start_training
+from neuralhydrology.evaluation import evaluate as nh_evaluate
+from neuralhydrology.training import train as nh_train
 from neuralhydrology.utils.config import Config
 
 import nh_stefaland
@@ -137,7 +137,7 @@ def run_task(task: Task) -> dict:
 def _train_and_evaluate(task: Task) -> dict:
     cfg = _stage_config(task)
     pub_leakage.check_training_basins(cfg, task.held_out, task.label)
-    start_training(cfg)
+    nh_train.start_training(cfg)  # looked up at call time: the one registration has wrapped
     status = {'state': 'done', 'run_dir': str(cfg.run_dir), 'target': cfg.target_variables[0]}  # NH set run_dir
     if task.evaluate:
         status['metrics_file'] = str(_evaluate(cfg.run_dir))
@@ -209,7 +209,7 @@ def _evaluate(run_dir: Path) -> Path:
         cfg.metrics = {target: _with_report_metrics(names) for target, names in metrics.items()}
     else:
         cfg.metrics = _with_report_metrics(metrics)
-    start_evaluation(cfg=cfg, run_dir=run_dir, epoch=None, period='test')
+    nh_evaluate.start_evaluation(cfg=cfg, run_dir=run_dir, epoch=None, period='test')
     return sorted((run_dir / 'test').glob('model_epoch*/test_metrics.csv'))[-1]
 
 
