@@ -17,6 +17,8 @@ from nh_stefaland._bootstrap import PATCHED_MODULES
 LOGGER = logging.getLogger(__name__)
 
 MODEL_NAMES = ('stefaland',)
+HEAD_NAMES = ('reconstruction',)
+LOSS_NAMES = ('reconstruction',)
 _WRAPPED = '__nh_stefaland_original__'
 
 
@@ -62,6 +64,10 @@ def _patch_evaluation(module: ModuleType) -> None:
 
 def _wrap_get_tester(original: Callable) -> Callable:
     def get_tester(cfg, run_dir, period, init_model):
+        if cfg.head.lower() in HEAD_NAMES:
+            from nh_stefaland.reconstruction_tester import ReconstructionTester
+
+            return ReconstructionTester(cfg=cfg, run_dir=run_dir, period=period, init_model=init_model)
         if cfg.model.lower() in MODEL_NAMES:
             from nh_stefaland import evaluation
 
@@ -70,6 +76,53 @@ def _wrap_get_tester(original: Callable) -> Callable:
         return original(cfg=cfg, run_dir=run_dir, period=period, init_model=init_model)
 
     return get_tester
+
+
+def _patch_head(module: ModuleType) -> None:
+    _replace(module, 'get_head', _wrap_get_head(module.get_head))
+
+
+def _wrap_get_head(original: Callable) -> Callable:
+    def get_head(cfg, n_in: int, n_out: int):
+        if cfg.head.lower() in HEAD_NAMES:
+            from nh_stefaland.reconstruction import ReconstructionHead
+
+            n_dynamic = len(config.encoder_variables(cfg)[0])
+            return ReconstructionHead(n_in=n_in, n_dynamic=n_dynamic, n_static=n_out - n_dynamic,
+                                      hidden=cfg.stefaland_reconstruction_hidden)
+        return original(cfg=cfg, n_in=n_in, n_out=n_out)
+
+    return get_head
+
+
+def _patch_training(module: ModuleType) -> None:
+    _replace(module, 'get_loss_obj', _wrap_get_loss_obj(module.get_loss_obj))
+
+
+def _wrap_get_loss_obj(original: Callable) -> Callable:
+    def get_loss_obj(cfg):
+        if cfg.loss.lower() in LOSS_NAMES:
+            from nh_stefaland.losses import ReconstructionLoss
+
+            return ReconstructionLoss(cfg)
+        return original(cfg)
+
+    return get_loss_obj
+
+
+def _patch_train(module: ModuleType) -> None:
+    _replace(module, 'start_training', _wrap_start_training(module.start_training))
+
+
+def _wrap_start_training(original: Callable) -> Callable:
+    def start_training(cfg):
+        if cfg.model.lower() in MODEL_NAMES or cfg.head.lower() in HEAD_NAMES:
+            from nh_stefaland import training
+
+            return training.start_training(cfg)
+        return original(cfg)
+
+    return start_training
 
 
 def _wrap_key_check(original: Callable) -> Callable:
@@ -120,5 +173,8 @@ def _replace(owner: Any, attribute: str, wrapper: Any) -> None:
 _PATCHES: dict[str, Callable[[ModuleType], None]] = {
     'neuralhydrology.utils.config': _patch_config,
     'neuralhydrology.modelzoo': _patch_modelzoo,
+    'neuralhydrology.modelzoo.head': _patch_head,
+    'neuralhydrology.training': _patch_training,
+    'neuralhydrology.training.train': _patch_train,
     'neuralhydrology.evaluation': _patch_evaluation,
 }

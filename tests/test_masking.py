@@ -1,0 +1,87 @@
+"""Window and group masks, and the masked reconstruction loss, checked against naive loops."""
+import pytest
+import torch
+
+from nh_stefaland.losses import masked_mse
+from nh_stefaland.masking import (DEFAULT_ATTRIBUTE_GROUPS, _windows_needed, attribute_group_ids, group_mask,
+                                  window_mask)
+
+
+@pytest.mark.parametrize('ratio', [0.3, 0.5, 0.75])
+def test_window_mask_hides_about_the_requested_ratio(ratio):
+    generator = torch.Generator().manual_seed(0)
+    mask = window_mask((64, 365, 5), ratio=ratio, generator=generator)
+    assert mask.dtype == torch.bool and mask.shape == (64, 365, 5)
+    assert mask.float().mean().item() == pytest.approx(ratio, abs=0.02)
+
+
+def test_window_mask_is_reproducible_and_differs_per_variable():
+    first = window_mask((8, 180, 3), 0.5, generator=torch.Generator().manual_seed(3))
+    second = window_mask((8, 180, 3), 0.5, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(first, second)
+    assert not torch.equal(first[..., 0], first[..., 1])
+    torch.manual_seed(5)
+    third = window_mask((8, 180, 3), 0.5)
+    torch.manual_seed(5)
+    assert torch.equal(third, window_mask((8, 180, 3), 0.5))
+
+
+def test_window_mask_matches_a_loop_that_counts_overlaps_once():
+    """Replay the same random draws window by window in Python and stop where the covered share is closest."""
+    shape, ratio, low, high = (4, 120, 2), 0.5, 10, 30
+    mask = window_mask(shape, ratio, low, high, generator=torch.Generator().manual_seed(7))
+    generator = torch.Generator().manual_seed(7)
+    n_rows, n_windows = shape[0] * shape[2], _windows_needed(ratio, shape[1], low)
+    lengths = torch.randint(low, high + 1, (n_rows, n_windows), generator=generator)
+    starts = (torch.rand((n_rows, n_windows), generator=generator) * (shape[1] - lengths + 1)).long()
+    for row in range(n_rows):
+        covered, best = set(), (ratio * shape[1], set())
+        for start, length in zip(starts[row].tolist(), lengths[row].tolist()):
+            covered |= set(range(start, start + length))
+            if abs(len(covered) - ratio * shape[1]) < best[0]:
+                best = (abs(len(covered) - ratio * shape[1]), set(covered))
+        sample, variable = divmod(row, shape[2])
+        hidden = set(torch.nonzero(mask[sample, :, variable]).flatten().tolist())
+        assert hidden == best[1]
+
+
+def test_group_mask_hides_whole_groups():
+    groups = torch.tensor([0, 0, 0, 1, 1, 2, -1])
+    mask = group_mask(500, groups, ratio=0.0, group_probability=0.5, generator=torch.Generator().manual_seed(0))
+    for group in range(3):
+        members = mask[:, groups == group]
+        assert (members.all(dim=1) | ~members.any(dim=1)).all()
+        assert members[:, 0].float().mean().item() == pytest.approx(0.5, abs=0.07)
+
+
+def test_group_mask_tops_up_with_single_attributes_and_never_masks_the_protected():
+    groups = torch.tensor([0, 0, 1, 2, 3, 4, 5, -1])
+    mask = group_mask(300, groups, ratio=0.5, group_probability=0.2, generator=torch.Generator().manual_seed(1))
+    assert not mask[:, -1].any()
+    assert (mask[:, :-1].sum(dim=1) >= round(0.5 * 7)).all()
+
+
+def test_attribute_groups_from_defaults_config_and_never_masked():
+    attributes = sorted(['area', 'aridity', 'clay_frac', 'p_mean', 'sand_frac', 'lai_max'])
+    ids = dict(zip(attributes, attribute_group_ids(attributes, None, ['area'])))
+    assert ids['area'] == -1
+    assert ids['clay_frac'] == ids['sand_frac'] and ids['aridity'] == ids['p_mean'] != ids['sand_frac']
+    assert {'sand_frac', 'clay_frac'} <= set(DEFAULT_ATTRIBUTE_GROUPS['soil'])
+    ids = dict(zip(attributes, attribute_group_ids(attributes, {'texture': ['clay_frac', 'lai_max']}, [])))
+    assert ids['clay_frac'] == ids['lai_max'] and len(set(ids.values())) == 5
+    with pytest.raises(ValueError, match=r"stefaland_attribute_groups names \['silt_frac'\]"):
+        attribute_group_ids(attributes, {'soil': ['sand_frac', 'silt_frac']}, [])
+    with pytest.raises(ValueError, match=r"stefaland_never_masked_attributes names \['areas'\]"):
+        attribute_group_ids(attributes, None, ['areas'])
+
+
+def test_masked_mse_ignores_visible_and_missing_positions():
+    target = torch.tensor([[1.0, 2.0, float('nan'), 4.0, 5.0]])
+    hidden = torch.tensor([[True, False, True, True, False]])
+    estimate = torch.tensor([[0.0, 100.0, 100.0, 2.0, -100.0]], requires_grad=True)
+    loss = masked_mse(estimate, target, hidden)
+    assert loss.item() == pytest.approx(((0 - 1) ** 2 + (2 - 4) ** 2) / 2)
+    loss.backward()
+    assert torch.isfinite(estimate.grad).all()
+    assert estimate.grad[0, [1, 2, 4]].eq(0).all()
+    assert masked_mse(estimate, target, torch.zeros_like(hidden)).item() == 0.0
