@@ -54,13 +54,16 @@ def run(args: argparse.Namespace) -> int:
     output_dir = args.output_dir.resolve()
     folds = pub_plan.load_or_make_folds(settings, output_dir)
     waves = pub_plan.plan(settings, models, folds, output_dir)
-    finished = [task for wave in waves for task in wave if pub_runs.is_finished(task)]
+    finished = {task.directory for wave in waves for task in wave if pub_runs.is_finished(task)}
     pretraining, final = waves
-    needed_bases = {task.base.directory for task in final if task not in finished and task.base is not None}
-    todo = [[task for task in pretraining if task.directory in needed_bases and task not in finished],
-            [task for task in final if task not in finished]]
-    total = sum(len(wave) for wave in todo)
-    with tqdm(total=len(final) + len(todo[0]), initial=len(final) - len(todo[1]), file=sys.stdout,
+    final_todo = [task for task in final if task.directory not in finished]
+    needed = {task.base.directory for task in final_todo if task.base is not None}
+    pretraining_todo = [task for task in pretraining if task.directory in needed and task.directory not in finished]
+    # runs without pretraining go alongside the pretraining runs; finetuning runs after them
+    todo = [pretraining_todo + [task for task in final_todo if task.base is None],
+            [task for task in final_todo if task.base is not None]]
+    total = len(pretraining_todo) + len(final_todo)
+    with tqdm(total=len(final) + len(pretraining_todo), initial=len(final) - len(final_todo), file=sys.stdout,
               desc='folds × models', unit='run') as progress:
         statuses = pub_runs.run_waves(todo, jobs=args.jobs, progress=progress)
     failed = {directory: status for directory, status in statuses.items() if status['state'] != 'done'}
