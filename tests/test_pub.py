@@ -15,14 +15,17 @@ from nh_stefaland.pub_report import REPORT_METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / 'examples' / 'data' / 'caravan_camels_sample'
+# finetuning settings laid over the pretraining run's config (NH's finetune file, without base_run_dir)
+FINETUNE = {'stefaland_stage': 'finetune', 'head': 'regression', 'loss': 'NSE', 'metrics': ['NSE'],
+            'predict_last_n': 5, 'finetune_modules': ['adapter', 'decoder', 'head'], 'validate_every': None}
 BASINS = ['camels_01022500', 'camels_01632900', 'camels_02177000', 'camels_03173000', 'camels_04045500',
           'camels_05120500']
 
 
-def _config(directory: Path, name: str, **changes) -> Path:
-    """tests/configs/caravan_sample.yml with an absolute data_dir and ``changes``, written to ``directory``."""
+def _config(directory: Path, name: str, source: str = 'caravan_sample', **changes) -> Path:
+    """tests/configs/<source>.yml with an absolute data_dir and ``changes``, written to ``directory``."""
     yaml = YAML()
-    cfg = yaml.load(ROOT / 'tests' / 'configs' / 'caravan_sample.yml')
+    cfg = yaml.load(ROOT / 'tests' / 'configs' / f'{source}.yml')
     cfg.update(data_dir=str(SAMPLE), **changes)
     path = directory / f'{name}.yml'
     yaml.dump(cfg, path)
@@ -93,12 +96,10 @@ def test_two_models_two_folds_report_rerun_and_failed_runs(tmp_path, capsys):
         _pub('--model', f'stefaland={stefaland}', *common[:-1], 3)
 
 
-def test_pretraining_on_all_basins_keeps_held_out_streamflow_out_of_finetuning(tmp_path, monkeypatch):
-    # NH's cudalstm stands in for a pretraining stage; the target-free check is StefaLand's `stefaland_stage` key
-    monkeypatch.setattr(pub_leakage, 'check_target_free', lambda cfg, label: None)
-    pretrain = _config(tmp_path, 'pretrain', model='cudalstm')
+def test_pretraining_on_all_basins_keeps_held_out_streamflow_out_of_finetuning(tmp_path):
+    pretrain = _config(tmp_path, 'pretrain', source='caravan_pretrain')
     finetune = tmp_path / 'finetune.yml'
-    finetune.write_text("finetune_modules:\n  - head\nlearning_rate: 0.0005\n")
+    YAML().dump(FINETUNE, finetune)
     output = tmp_path / 'pub'
     assert _pub('--model', f'ft={finetune}', '--pretrain', f'ft={pretrain}', '--basin-file', _basin_file(tmp_path),
                 '--output-dir', output, '--folds', 2) == 0
@@ -109,7 +110,7 @@ def test_pretraining_on_all_basins_keeps_held_out_streamflow_out_of_finetuning(t
         fold_dir = output / 'runs' / 'ft' / f'fold_{fold:02d}'
         run = next(fold_dir.glob(f'ft_fold_{fold:02d}_*'))
         cfg = Config(run / 'config.yml')
-        assert cfg.is_finetuning and cfg.finetune_modules == ['head']
+        assert cfg.is_finetuning and cfg.finetune_modules == FINETUNE['finetune_modules']
         assert (cfg.base_run_dir / 'model_epoch001.pt').resolve() == (pretraining_run / 'model_epoch001.pt').resolve()
         scaler = load_scaler(run)
         center, scale = scaler['xarray_feature_center'], scaler['xarray_feature_scale']
@@ -205,8 +206,10 @@ def test_leakage_guards_stop_pub_before_anything_runs(tmp_path, changes, message
     assert not (output / 'runs').exists()
 
 
-def test_pretraining_that_reads_streamflow_may_not_see_held_out_basins(tmp_path):
-    pretrain = _config(tmp_path, 'pretrain', model='cudalstm')
+@pytest.mark.parametrize('source,changes', [('caravan_sample', {'model': 'cudalstm'}),
+                                            ('caravan_pretrain', {'predict_last_n': 5})])
+def test_pretraining_that_reads_streamflow_may_not_see_held_out_basins(tmp_path, source, changes):
+    pretrain = _config(tmp_path, 'pretrain', source=source, **changes)
     finetune = tmp_path / 'finetune.yml'
     finetune.write_text("finetune_modules:\n  - head\n")
     with pytest.raises(ValueError, match='--pretrain-exclude-held-out'):
