@@ -80,6 +80,7 @@ KEYS: dict[str, Key] = {
                                            minimum=1),
     'stefaland_strided_evaluation': Key(True, bool, "Evaluate with windows `predict_last_n` days apart, stitched "
                                         "into one prediction per day (False: NH's one window per day)."),
+    'stefaland_bf16': Key(True, bool, "Run the encoder under bfloat16 autocast on CUDA devices (no effect on the CPU)."),
 }
 
 UNSUPPORTED_OPTIONS = {

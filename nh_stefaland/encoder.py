@@ -18,10 +18,15 @@ class Encoder(nn.Module):
         Number of layers.
     dropout : float
         Dropout inside the layers and before the output projection.
+    bf16 : bool
+        Run the layers under bfloat16 autocast when the tokens are on a CUDA device (no effect on other devices);
+        the hidden states are returned in float32.
     """
 
-    def __init__(self, d_model: int, nheads: int, dim_feedforward: int, nlayers: int, dropout: float = 0.1):
+    def __init__(self, d_model: int, nheads: int, dim_feedforward: int, nlayers: int, dropout: float = 0.1,
+                 bf16: bool = False):
         super().__init__()
+        self.bf16 = bf16
         layer = nn.TransformerEncoderLayer(d_model=d_model, nhead=nheads, dim_feedforward=dim_feedforward,
                                            dropout=dropout, activation='gelu', batch_first=True, norm_first=False)
         self.layers = nn.TransformerEncoder(layer, num_layers=nlayers, enable_nested_tensor=False)
@@ -40,4 +45,6 @@ class Encoder(nn.Module):
         torch.Tensor
             Hidden states H [B, T+1, D].
         """
-        return self.output(self.layers(tokens))
+        with torch.autocast(device_type=tokens.device.type, dtype=torch.bfloat16, enabled=self.bf16 and tokens.is_cuda):
+            hidden = self.output(self.layers(tokens))  # [B, T+1, D]
+        return hidden.float()

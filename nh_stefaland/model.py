@@ -85,7 +85,8 @@ class StefaLand(BaseModel):
                                   hidden=settings['stefaland_token_hidden'],
                                   dropout=settings['stefaland_token_dropout'])
         self.encoder = Encoder(d_model=d_model, nheads=nheads, dim_feedforward=settings['stefaland_dim_feedforward'],
-                               nlayers=settings['stefaland_nlayers'], dropout=settings['stefaland_dropout'])
+                               nlayers=settings['stefaland_nlayers'], dropout=settings['stefaland_dropout'],
+                               bf16=settings['stefaland_bf16'])
         if self.stage != 'supervised':
             self.reconstruction_decoder = self._build_reconstruction_decoder(cfg, settings)
         if self.stage != 'pretrain':
