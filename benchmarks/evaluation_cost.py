@@ -23,8 +23,8 @@ QUICKSTART = ROOT / 'basin_configs' / 'camels_stefaland.yml'
 
 @dataclass(frozen=True)
 class EvaluationSetup:
-    """Model size, window (= stride), training and test basins (the first of the sample's list), test period and
-    evaluation batch size of the comparison; training is a few updates only, enough for a run to evaluate."""
+    """Model size, window (= stride), training and test basins (the first of the sample's list), test period,
+    evaluation batch size, and the short training (``updates`` batches of ``train_batch`` windows) of the run."""
     model: dict
     seq_length: int
     train_basins: int
@@ -32,6 +32,7 @@ class EvaluationSetup:
     test_start: str
     test_end: str
     batch: int
+    train_batch: int
     updates: int
 
 
@@ -44,6 +45,7 @@ def compare_testers(setup: EvaluationSetup, device: str) -> dict:
     with tempfile.TemporaryDirectory() as run_root:
         cfg = _config(setup, Path(run_root), device)
         _quietly(start_training, cfg)
+        cfg.update_config({'batch_size': setup.batch})
         nh, nh_s = _evaluate(RegressionTester, cfg)
         strided, strided_s = _evaluate(StridedRegressionTester, cfg)
     target = cfg.target_variables[0]
@@ -67,7 +69,7 @@ def _config(setup: EvaluationSetup, run_root: Path, device: str) -> Config:
     cfg.update_config({'data_dir': ROOT / cfg.data_dir, 'train_basin_file': train_file,
                        'validation_basin_file': test_file, 'test_basin_file': test_file, 'run_dir': run_root,
                        'test_start_date': pd.Timestamp(setup.test_start), 'test_end_date': pd.Timestamp(setup.test_end),
-                       'seq_length': setup.seq_length, 'predict_last_n': setup.seq_length, 'batch_size': setup.batch,
+                       'seq_length': setup.seq_length, 'predict_last_n': setup.seq_length, 'batch_size': setup.train_batch,
                        'epochs': 1, 'max_updates_per_epoch': setup.updates, 'validate_every': None,
                        'metrics': ['NSE', 'KGE'], 'device': device, 'verbose': 0, **setup.model})
     return cfg

@@ -11,7 +11,9 @@ class VariableEmbedding(nn.Module):
 
     Variable v maps its value x to ``Linear(h→D)(Dropout(GELU(Linear(1→h)(x))))``; a hidden (masked or missing) value
     is replaced by the learned mask vector m_v instead. All V MLPs run as one batched product: the first layers as a
-    broadcast [..., V, h], the second layers as one [V·h, D] matrix, so no [..., V, D] tensor is ever built.
+    broadcast [..., V, h], the second layers as one [V·h, D] matrix, so no [..., V, D] tensor is ever built. The
+    hidden units of a hidden value are zeroed together with dropout's (one multiplier), and the second layers' biases
+    and the mask vectors enter as one small product added by the large one.
 
     Parameters
     ----------
@@ -61,11 +63,13 @@ class VariableEmbedding(nn.Module):
             One token per position [..., D].
         """
         visible = (~hidden_mask).to(self.weight_out.dtype)  # [..., V]
-        values = values.masked_fill(hidden_mask, 0.0)
-        hidden = F.gelu(values.unsqueeze(-1) * self.weight_in + self.bias_in)  # [..., V, h]
-        hidden = self.dropout(hidden) * visible.unsqueeze(-1)
-        tokens = hidden.flatten(-2) @ self.weight_out  # [..., D]
-        return tokens + visible @ self.bias_out + (1.0 - visible) @ self.mask_vectors
+        values = values.masked_fill(hidden_mask, 0.0).unsqueeze(-1)  # [..., V, 1]
+        pre_activation = torch.addcmul(self.bias_in, values, self.weight_in)  # [..., V, h]
+        keep = self.dropout(visible.unsqueeze(-1).expand_as(pre_activation))  # 0 where hidden or dropped
+        hidden = (F.gelu(pre_activation) * keep).flatten(-2)  # [..., V·h]
+        fixed = torch.cat([visible, 1.0 - visible], dim=-1) @ torch.cat([self.bias_out, self.mask_vectors])  # [..., D]
+        tokens = torch.addmm(fixed.reshape(-1, fixed.shape[-1]), hidden.reshape(-1, hidden.shape[-1]), self.weight_out)
+        return tokens.view(fixed.shape)  # [..., D]
 
 
 class InputTokens(nn.Module):
