@@ -117,6 +117,11 @@ class StridedWindows(Dataset):
 class _StridedEvaluation:
     """Tester mixin: strided windows in, one prediction per day out; everything else is NH's tester."""
 
+    def __init__(self, cfg: Config, run_dir: Path, period: str = 'test', init_model: bool = True):
+        super().__init__(cfg, run_dir, period, init_model)
+        LOGGER.info(f"Evaluating the {period} period with one window per predict_last_n={cfg.predict_last_n} days, "
+                    f"each day predicted once (stefaland_strided_evaluation).")
+
     def _get_dataset(self, basin: str) -> StridedWindows:
         return StridedWindows(super()._get_dataset(basin), stride=self.cfg.predict_last_n)
 
