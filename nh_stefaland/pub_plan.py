@@ -55,7 +55,7 @@ def settings_from(args: argparse.Namespace) -> tuple[dict, dict]:
     settings = {**protocol, 'basin_file': str(args.basin_file), 'basins': basins,
                 'pretrain_held_out': 'excluded' if args.pretrain_exclude_held_out else 'included',
                 'allow_attributes': args.allow_attribute, 'models': models}
-    _check_leakage(settings)
+    _check_configs(settings)
     earlier_file = args.output_dir / SETTINGS_FILE
     if earlier_file.is_file():
         earlier = json.loads(earlier_file.read_text())
@@ -82,12 +82,16 @@ def _labelled(values: list[str], option: str) -> list[tuple[str, Path]]:
     return pairs
 
 
-def _check_leakage(settings: dict) -> None:
-    """Every leakage guard that the configs alone decide, before anything runs."""
+def _check_configs(settings: dict) -> None:
+    """Every leakage guard that the configs alone decide, and the stage of each config, before anything runs."""
     allowed = settings['allow_attributes']
     for label, model in settings['models'].items():
         cfg = Config(Path(model['config']))
+        stage = cfg.as_dict().get('stefaland_stage')
         if model['pretrain'] is None:
+            if stage in ('pretrain', 'finetune'):
+                raise ValueError(f"Model '{label}': {model['config']} is a StefaLand {stage} stage. Give a pretraining "
+                                 f"config with --pretrain {label}=CONFIG and its finetuning config with --model.")
             if cfg.as_dict().get('base_run_dir') is not None or cfg.as_dict().get('checkpoint_path') is not None:
                 raise ValueError(f"Model '{label}': its config starts from fixed weights (base_run_dir or "
                                  f"checkpoint_path), which may have seen held-out streamflow. Give the pretraining "

@@ -210,7 +210,11 @@ def _evaluate(run_dir: Path) -> Path:
     else:
         cfg.metrics = _with_report_metrics(metrics)
     nh_evaluate.start_evaluation(cfg=cfg, run_dir=run_dir, epoch=None, period='test')
-    return sorted((run_dir / 'test').glob('model_epoch*/test_metrics.csv'))[-1]
+    metrics_files = sorted((run_dir / 'test').glob('model_epoch*/test_metrics.csv'))
+    if not metrics_files:
+        raise FileNotFoundError(f"The test evaluation of {run_dir} wrote no test_metrics.csv (is the model a "
+                                f"pretraining stage, or was no held-out basin evaluable?).")
+    return metrics_files[-1]
 
 
 def _with_report_metrics(names: list[str]) -> list[str]:

@@ -197,6 +197,7 @@ def test_grouping_by_any_attribute_and_its_errors():
     ({'static_attributes': ['area', 'runoff_ratio']}, r"\['runoff_ratio'\] look computed"),
     ({'dynamic_inputs': ['total_precipitation_sum', 'streamflow']}, r"\['streamflow'\] are also inputs"),
     ({'base_run_dir': '/somewhere/pretrained'}, 'starts from fixed weights'),
+    ({'stefaland_stage': 'finetune', 'finetune_modules': ['head']}, 'is a StefaLand finetune stage'),
 ])
 def test_leakage_guards_stop_pub_before_anything_runs(tmp_path, changes, message):
     config = _config(tmp_path, 'model', **changes)
