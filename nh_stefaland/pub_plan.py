@@ -101,9 +101,17 @@ def _check_configs(settings: dict) -> None:
             pub_leakage.check_config(pretrain, label, allowed)
             if settings['pretrain_held_out'] == 'included':
                 pub_leakage.check_target_free(pretrain, label)
-            pretrain.update_config(Path(model['config']))
-            cfg = pretrain
+            cfg = _effective_config(model)
         pub_leakage.check_config(cfg, label, allowed)
+
+
+def _effective_config(model: dict) -> Config:
+    """A model's config, for a pretraining + finetuning pair the finetuning file laid over the pretraining's."""
+    if model['pretrain'] is None:
+        return Config(Path(model['config']))
+    cfg = Config(Path(model['pretrain']))
+    cfg.update_config(Path(model['config']))
+    return cfg
 
 
 def load_or_make_folds(settings: dict, output_dir: Path) -> pd.DataFrame:
@@ -116,7 +124,7 @@ def load_or_make_folds(settings: dict, output_dir: Path) -> pd.DataFrame:
     if settings['protocol'] == 'random':
         folds = pub_folds.random_folds(basins, settings['folds'], settings['seed'])
     else:
-        cfg = Config(Path(next(iter(settings['models'].values()))['config']))
+        cfg = _effective_config(next(iter(settings['models'].values())))
         values = pub_folds.load_attribute(cfg, basins, settings['group_by'])
         folds = pub_folds.group_folds(values, settings['group_by'], settings['groups'])
     folds.to_csv(path, index=False)

@@ -159,9 +159,11 @@ def test_random_folds_are_reproducible_balanced_and_seeded():
 
 
 def test_regions_group_the_sample_by_huc_02_into_the_papers_seven_folds(tmp_path):
-    config = _config(tmp_path, 'stefaland')
+    pretrain = _config(tmp_path, 'pretrain', source='caravan_pretrain')
+    finetune = tmp_path / 'finetune.yml'
+    YAML().dump(FINETUNE, finetune)
     basins = (SAMPLE / 'basins.txt').read_text().split()
-    args = _parser().parse_args(['pub', '--model', f'stefaland={config}', '--basin-file',
+    args = _parser().parse_args(['pub', '--model', f'ft={finetune}', '--pretrain', f'ft={pretrain}', '--basin-file',
                                     str(_basin_file(tmp_path, basins)), '--output-dir', str(tmp_path / 'pub'),
                                     '--regions'])
     settings, _ = pub_plan.settings_from(args)
