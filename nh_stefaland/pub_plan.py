@@ -97,6 +97,9 @@ def _check_configs(settings: dict) -> None:
                                  f"checkpoint_path), which may have seen held-out streamflow. Give the pretraining "
                                  f"config with --pretrain {label}=CONFIG so that it is pretrained within each fold.")
         else:
+            if not cfg.finetune_modules:
+                raise ValueError(f"Model '{label}': {model['config']} finetunes its pretraining and must list the "
+                                 f"parts to train in finetune_modules.")
             pretrain = Config(Path(model['pretrain']))
             pub_leakage.check_config(pretrain, label, allowed)
             if settings['pretrain_held_out'] == 'included':

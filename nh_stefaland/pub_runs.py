@@ -137,7 +137,7 @@ def run_task(task: Task) -> dict:
 def _train_and_evaluate(task: Task) -> dict:
     cfg = _stage_config(task)
     pub_leakage.check_training_basins(cfg, task.held_out, task.label)
-    nh_train.start_training(cfg)  # looked up at call time: the one registration has wrapped
+    nh_train.start_training(cfg)  # through the module, so that registration's wrapper is used
     status = {'state': 'done', 'run_dir': str(cfg.run_dir), 'target': cfg.target_variables[0]}  # NH set run_dir
     if task.evaluate:
         status['metrics_file'] = str(_evaluate(cfg.run_dir))
@@ -159,9 +159,6 @@ def _stage_config(task: Task) -> Config:
 
 def _finetune_config(task: Task) -> Config:
     """NH's ``nh-run finetune`` config, with ``base_run_dir`` set to this fold's pretraining."""
-    if not Config(task.config_file).finetune_modules:
-        raise ValueError(f"Model '{task.label}': {task.config_file} finetunes a pretraining stage and must list the "
-                         f"parts to train in finetune_modules.")
     base_run = (task.base.directory / read_status(task.base.directory)['run_dir']).resolve()
     cfg = Config(base_run / 'config.yml')
     cfg.update_config({'run_dir': None, 'experiment_name': None})

@@ -209,6 +209,15 @@ def test_leakage_guards_stop_pub_before_anything_runs(tmp_path, changes, message
     assert not (output / 'runs').exists()
 
 
+def test_a_finetuning_config_must_name_the_parts_it_trains(tmp_path):
+    pretrain = _config(tmp_path, 'pretrain', source='caravan_pretrain')
+    finetune = tmp_path / 'finetune.yml'
+    YAML().dump({key: value for key, value in FINETUNE.items() if key != 'finetune_modules'}, finetune)
+    with pytest.raises(ValueError, match='finetune_modules'):
+        _pub('--model', f'ft={finetune}', '--pretrain', f'ft={pretrain}', '--basin-file', _basin_file(tmp_path),
+             '--output-dir', tmp_path / 'pub', '--folds', 2)
+
+
 @pytest.mark.parametrize('source,changes', [('caravan_sample', {'model': 'cudalstm'}),
                                             ('caravan_pretrain', {'predict_last_n': 5})])
 def test_pretraining_that_reads_streamflow_may_not_see_held_out_basins(tmp_path, source, changes):
