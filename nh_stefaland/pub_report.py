@@ -26,8 +26,10 @@ def read_status(directory: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def collect(output_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
+def collect(output_dir: Path, order: list[str] = ()) -> tuple[pd.DataFrame, list[dict]]:
     """Per-basin test metrics of every finished model and fold, and the statuses of the runs that failed.
+
+    Models are sorted in ``order`` (those not in it last, by name), then by fold and basin.
 
     Returns
     -------
@@ -56,7 +58,11 @@ def collect(output_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
         tables.append(table.rename_axis('basin').reset_index())
     columns = ['basin', 'fold', 'group', 'model', *REPORT_METRICS]
     per_basin = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns)
-    return per_basin.sort_values(['model', 'fold', 'basin'], ignore_index=True), failed
+    models = [model for model in order if model in set(per_basin['model'])]
+    models += sorted(set(per_basin['model']) - set(models))
+    per_basin['model'] = pd.Categorical(per_basin['model'], categories=models, ordered=True)
+    per_basin = per_basin.sort_values(['model', 'fold', 'basin'], ignore_index=True)
+    return per_basin.astype({'model': str}), failed
 
 
 def summarise(per_basin: pd.DataFrame) -> pd.DataFrame:
@@ -136,7 +142,7 @@ def write_report(output_dir: Path) -> Path:
     if not (output_dir / SETTINGS_FILE).is_file() or not (output_dir / FOLDS_FILE).is_file():
         raise FileNotFoundError(f"{output_dir} is not an output directory of nh-stefaland pub (no pub.json/folds.csv).")
     settings = json.loads((output_dir / SETTINGS_FILE).read_text())
-    per_basin, failed = collect(output_dir)
+    per_basin, failed = collect(output_dir, order=list(settings['models']))
     report_dir = output_dir / 'report'
     report_dir.mkdir(exist_ok=True)
     summary, paired = summarise(per_basin), compare_pairs(per_basin)
@@ -172,7 +178,7 @@ def _markdown(settings: dict, folds: pd.DataFrame, per_basin: pd.DataFrame, summ
         lines += ["", "No run has finished yet.", ""]
         return "\n".join(lines + _failed_lines(failed))
     nse = summary[summary['metric'] == 'NSE'].set_index('model')
-    medians = summary.pivot(index='model', columns='metric', values='median')
+    medians = summary.pivot(index='model', columns='metric', values='median').reindex(nse.index)
     table = pd.DataFrame({'basins': nse['n'], 'NSE median': nse['median'], 'NSE mean': nse['mean'],
                           'NSE q25': nse['q25'], 'NSE q75': nse['q75'], 'share NSE<0': nse['share_below_0'],
                           **{f'{m} median': medians.get(m) for m in REPORT_METRICS if m != 'NSE'}})
@@ -181,6 +187,7 @@ def _markdown(settings: dict, folds: pd.DataFrame, per_basin: pd.DataFrame, summ
               "Median over basins of A − B, 95 % percentile-bootstrap interval over basins, and the share of basins "
               "where A is better (higher NSE/KGE, lower RMSE).", "", _table(paired), ""]
     by_fold = per_basin.pivot_table(index=['fold', 'group'], columns='model', values='NSE', aggfunc='median')
+    by_fold = by_fold[list(per_basin['model'].unique())]
     lines += ["## Median NSE per held-out fold", "", _table(by_fold.reset_index()), "",
               "## NSE distribution", "", "![NSE CDF per model](nse_cdf.png)", "", *_failed_lines(failed)]
     lines += ["Files: `per_basin.csv` (basin, fold, group, model, metrics), `summary.csv`, `paired.csv`, "
