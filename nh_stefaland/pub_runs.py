@@ -131,6 +131,8 @@ def run_task(task: Task) -> dict:
         except Exception as error:  # a failed fold is reported; the other folds go on
             LOGGER.exception(f"Model '{task.label}' {task.name} failed.")
             status = {'state': 'failed', 'error': f"{type(error).__name__}: {error}"}
+    if 'run_dir' in status:  # NH opened its output.log but logged here: give the run its log
+        shutil.copyfile(log_file, Path(status['run_dir']) / 'output.log')
     return _write_status(task, status, log_file)
 
 

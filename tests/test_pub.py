@@ -78,6 +78,8 @@ def test_two_models_two_folds_report_rerun_and_failed_runs(tmp_path, capsys):
     failed_log = output / 'runs' / 'broken' / 'fold_01' / 'pub.log'
     assert 'broken fold_01' in markdown and str(failed_log) in markdown
     assert 'no_such_forcing' in failed_log.read_text()
+    run_log, = (output / 'runs' / 'lstm' / 'fold_01').glob('lstm_fold_01_*/output.log')
+    assert 'Stored metrics' in run_log.read_text()
 
     folds = (output / 'folds.csv').read_text()
     runs = _run_folders(output)
