@@ -8,8 +8,8 @@ from neuralhydrology.utils.config import Config
 
 # Attributes computed from observed streamflow (CAMELS-US/GB/BR/CL/AUS/DE signatures): exact names, case-insensitive
 TARGET_DERIVED_NAMES = frozenset({
-    'q_mean', 'q5', 'q95', 'q_5', 'q_95', 'runoff_ratio', 'baseflow_index', 'baseflow_index_ceh', 'stream_elas',
-    'slope_fdc', 'hfd_mean', 'high_q_freq', 'high_q_dur', 'low_q_freq', 'low_q_dur', 'zero_q_freq', 'q_mean_mm',
+    'q_mean', 'q5', 'q95', 'runoff_ratio', 'baseflow_index', 'baseflow_index_ceh', 'stream_elas', 'streamflow_elas',
+    'slope_fdc', 'hfd_mean', 'high_q_freq', 'high_q_dur', 'low_q_freq', 'low_q_dur', 'zero_q_freq',
 })
 # ... and name patterns of the same families (flow quantiles, flow-duration curves, flow frequencies)
 TARGET_DERIVED_PATTERNS = (

@@ -231,6 +231,17 @@ def test_pretraining_that_reads_streamflow_may_not_see_held_out_basins(tmp_path,
              '--output-dir', tmp_path / 'pub', '--folds', 2)
 
 
+def test_attribute_guard_flags_exactly_the_streamflow_signatures_of_real_attribute_files():
+    camels = ROOT / 'tests' / 'data' / 'camels_us_nh' / 'camels_attributes_v2.0'
+    names = {path.stem: path.read_text().splitlines()[0].split(';')[1:] for path in camels.glob('camels_*.txt')}
+    caravan = [name for path in (SAMPLE / 'attributes' / 'camels').glob('*.csv')
+               for name in path.read_text().splitlines()[0].split(',')[1:]]
+    assert len(names['camels_hydro']) == 13
+    assert pub_leakage.target_derived(names['camels_hydro']) == names['camels_hydro']
+    others = [name for stem, columns in names.items() if stem != 'camels_hydro' for name in columns] + caravan
+    assert len(others) > 250 and pub_leakage.target_derived(others) == []
+
+
 def test_attribute_guard_names_and_override(tmp_path):
     assert pub_leakage.target_derived(['q5', 'Q95', 'slope_fdc', 'high_q_freq', 'hfd_mean', 'stream_elas']) == \
         ['q5', 'Q95', 'slope_fdc', 'high_q_freq', 'hfd_mean', 'stream_elas']
