@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     folds = pub_plan.load_or_make_folds(settings, output_dir)
     waves = pub_plan.plan(settings, models, folds, output_dir)
     finished = {task.directory for wave in waves for task in wave if pub_runs.is_finished(task)}
+    pub_plan.save_settings(settings, output_dir)
     pretraining, final = waves
     final_todo = [task for task in final if task.directory not in finished]
     needed = {task.base.directory for task in final_todo if task.base is not None}

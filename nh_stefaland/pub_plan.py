@@ -64,8 +64,12 @@ def settings_from(args: argparse.Namespace) -> tuple[dict, dict]:
             raise ValueError(f"{args.output_dir} holds folds made with other {changed}; use a new --output-dir.")
         settings['models'] = {**earlier['models'], **models}
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    earlier_file.write_text(json.dumps(settings, indent=1))
     return settings, models
+
+
+def save_settings(settings: dict, output_dir: Path) -> None:
+    """Keep the settings in ``output_dir`` (pub.json), for re-runs and the report."""
+    (output_dir / SETTINGS_FILE).write_text(json.dumps(settings, indent=1))
 
 
 def _labelled(values: list[str], option: str) -> list[tuple[str, Path]]:

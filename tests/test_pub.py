@@ -146,6 +146,7 @@ def test_pretraining_without_held_out_basins_is_planned_per_fold(tmp_path):
         assert not held_out & set(task.base.basin_files['train'].read_text().split())
         assert task.base.held_out == task.held_out == held_out
         assert task.target_basin_file is None
+    pub_plan.save_settings(settings, args.output_dir)
     assert "each fold's training basins only" in pub_report.write_report(args.output_dir).read_text()
 
 
