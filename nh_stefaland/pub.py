@@ -32,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "forcings and attributes, never the held-out basins' streamflow).")
     parser.add_argument('--allow-attribute', action='append', default=[], metavar='NAME',
                         help="Accept a static attribute whose name looks derived from streamflow.")
-    parser.add_argument('--jobs', type=int, default=1, help="Runs in parallel worker processes (default 1).")
+    parser.add_argument('--jobs', type=int, default=1,
+                        help="Runs at a time, each in a worker process with 1/N of the cores as PyTorch threads "
+                             "(default 1: one after the other in this process).")
     parser.add_argument('--report-only', type=Path, metavar='DIR', help="Only rebuild the report of DIR's runs.")
 
 
