@@ -99,7 +99,8 @@ def run_waves(waves: list[list[Task]], jobs: int, progress: tqdm) -> dict[Path, 
     statuses: dict[Path, dict] = {}
     if not any(waves):
         return statuses
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+    threads = max(1, cores // jobs)
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context('spawn'), initializer=_init_worker,
                                initargs=(threads,)) if jobs > 1 else nullcontext()
     with pool as executor:
