@@ -120,7 +120,7 @@ def extend_scaler(cfg: Config, scaler: dict) -> dict:
     new_variables = [v for v in variables if v not in scaler['xarray_feature_center']]
     new_attributes = [a for a in attributes if a not in scaler['attribute_means'].index]
     if not new_variables and not new_attributes:
-        LOGGER.info("Normalisation: every variable uses the pretraining run's statistics.")
+        LOGGER.info(f"Normalisation: every variable uses the statistics of base_run_dir={cfg.base_run_dir}.")
         return scaler
     fresh = get_dataset(cfg=cfg, period='train', is_train=True, scaler={}).scaler
     extended = dict(scaler)
@@ -128,8 +128,8 @@ def extend_scaler(cfg: Config, scaler: dict) -> dict:
         extended[key] = xarray.merge([scaler[key], fresh[key][new_variables].astype('float32')])
     for key in ('attribute_means', 'attribute_stds'):
         extended[key] = pd.concat([scaler[key], fresh[key][new_attributes]])
-    LOGGER.info(f"Normalisation: the pretraining run's statistics, plus this run's training data for the variables "
-                f"new in finetuning: {new_variables + new_attributes}.")
+    LOGGER.info(f"Normalisation: the statistics of base_run_dir={cfg.base_run_dir}, plus this run's training data "
+                f"for the variables it lacks: {new_variables + new_attributes}.")
     return extended
 
 

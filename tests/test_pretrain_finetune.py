@@ -99,7 +99,7 @@ def test_nh_run_train_finetune_evaluate_keeps_pretrained_tensors_bit_identical(t
     assert not torch.equal(first['head.net.0.weight'], last['head.net.0.weight'])  # the task parts did train
     log = (run_dir / 'output.log').read_text()
     assert "frozen, in eval mode and without gradients: ['tokens', 'encoder', 'reconstruction_decoder']" in log
-    assert "Normalisation: every variable uses the pretraining run's statistics." in log
+    assert f"Normalisation: every variable uses the statistics of base_run_dir={pretrained}." in log
 
 
 def test_finetune_to_a_new_target_with_new_attributes_reuses_the_pretraining_normalisation(pretrained, tmp_path):
