@@ -223,3 +223,18 @@ def test_reconstruction_hides_missing_values_and_loss_weights_parts(get_config):
     assert torch.isfinite(output['x_hat']).all() and torch.isfinite(output['static_hat']).all()
     total, parts = get_loss_obj(cfg)(output, batch)
     torch.testing.assert_close(total, parts['dynamic_loss'] + 0.25 * parts['static_loss'])
+
+
+def test_shipped_pretraining_and_finetuning_configs_build_their_models():
+    pretrain = Config(ROOT / 'basin_configs' / 'camels_stefaland_pretrain.yml')
+    model = get_model(pretrain)
+    assert model.module_parts == ['tokens', 'encoder', 'reconstruction_decoder']
+    assert (model.attribute_groups == -1).sum() == 1  # area is never masked
+    merged = Config(ROOT / 'basin_configs' / 'camels_stefaland_pretrain.yml')
+    merged.update_config(ROOT / 'basin_configs' / 'camels_stefaland_finetune.yml')
+    merged.is_finetuning = True
+    tuned = get_model(merged)
+    assert {key.split('.')[0] for key in model.state_dict()} <= {key.split('.')[0] for key in tuned.state_dict()}
+    tuned.load_state_dict(model.state_dict())
+    for key, tensor in model.state_dict().items():
+        assert torch.equal(tuned.state_dict()[key], tensor)
