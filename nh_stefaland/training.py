@@ -71,8 +71,8 @@ def check_finetuning(cfg: Config) -> None:
         raise FileNotFoundError(f"base_run_dir={base_dir} has no model_epoch*.pt checkpoint.")
     for key in ARCHITECTURE_KEYS:
         if getattr(cfg, key) != getattr(base, key):
-            raise ValueError(f"{key}={getattr(cfg, key)} differs from the pretraining run's {key}={getattr(base, key)}: "
-                             f"the pretrained encoder was built with the latter.")
+            raise ValueError(f"{key}={getattr(cfg, key)} differs from the pretraining run's "
+                             f"{key}={getattr(base, key)}: the pretrained encoder was built with the latter.")
     base_inputs, base_attributes = config.encoder_variables(base)
     _check_same_variables('stefaland_encoder_inputs', cfg.stefaland_encoder_inputs, base_inputs)
     _check_same_variables('stefaland_encoder_attributes', cfg.stefaland_encoder_attributes, base_attributes)
@@ -88,12 +88,12 @@ class FinetuneTrainer(BaseTrainer):
 
     def _freeze_model_parts(self):
         super()._freeze_model_parts()
-        trainable = [part for part in self.model.module_parts if part != 'reconstruction_decoder' and
-                     any(p.requires_grad for p in getattr(self.model, part).parameters())]
-        frozen = [part for part in self.model.module_parts if part not in trainable]
-        if not trainable:
-            with_parameters = [part for part in self.model.module_parts
-                               if part != 'reconstruction_decoder' and any(True for _ in getattr(self.model, part).parameters())]
+        parts = {part: list(getattr(self.model, part).parameters()) for part in self.model.module_parts}
+        trainable = [part for part, parameters in parts.items() if any(p.requires_grad for p in parameters)]
+        frozen = [part for part in parts if part not in trainable]
+        if not [part for part in trainable if part != 'reconstruction_decoder']:
+            with_parameters = [part for part, parameters in parts.items()
+                               if parameters and part != 'reconstruction_decoder']
             raise ValueError(f"finetune_modules={self.cfg.finetune_modules} names nothing trainable for the task; "
                              f"parts with parameters: {with_parameters}.")
         LOGGER.info(f"Finetuning {trainable}; frozen, in eval mode and without gradients: {frozen}.")
