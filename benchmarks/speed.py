@@ -21,7 +21,8 @@ import torch
 import nh_stefaland
 
 from evaluation_cost import EvaluationSetup, compare_testers
-from timing import Repetitions, measure
+from report import format_markdown
+from timing import Repetitions, measure_together
 from workloads import LoopTokens, Shape, build, frozen_encoder_floor
 
 RESULTS = Path(__file__).resolve().parent / 'results'
@@ -48,19 +49,26 @@ REPETITIONS = {
     ('quick', 'cpu'): Repetitions(warmup=1, budget_s=1.0, minimum=2, maximum=3),
     ('quick', 'cuda'): Repetitions(warmup=2, budget_s=1.0, minimum=3, maximum=10),
 }
+MODEL_NAMES = ('cudalstm', 'transformer', 'stefaland_supervised', 'stefaland_finetune', 'stefaland_pretrain')
+INFERRED = ('cudalstm', 'transformer', 'stefaland_supervised')  # finetuning infers as supervised; pretraining does not
 TARGETS = {'tokenizer_speedup_vs_loop': ('>=', 3.0), 'finetune_step_ratio_vs_cudalstm': ('<=', 2.5),
            'finetune_step_over_floor': ('<=', 1.2), 'evaluation_speedup_vs_nh_tester': ('>=', 50.0)}
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """Run the benchmark, print the table and write the JSON file; returns what was written."""
+    """Run the benchmark, print its Markdown tables and write the JSON file; returns what was written."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--quick', action='store_true', help="reduced sizes: a check that everything runs")
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--threads', type=int, help="CPU threads for torch (default: torch's, one per core)")
     parser.add_argument('--output', type=Path, help="JSON file (default: benchmarks/results/speed[_cuda].json; "
                                                     "with --quick, nh_stefaland_speed_quick.json in the temp folder)")
+    parser.add_argument('--render', type=Path, help="print the Markdown tables of an existing JSON file and exit")
     args = parser.parse_args(argv)
+    if args.render:
+        report = json.loads(args.render.read_text())
+        print(format_markdown(report))
+        return report
     if args.threads:
         torch.set_num_threads(args.threads)
     nh_stefaland.register()
@@ -88,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
         output = RESULTS / ('speed_cuda.json' if device.type == 'cuda' else 'speed.json')
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + '\n')
-    print(format_table(report))
+    print(format_markdown(report))
     print(f"\nwritten to {output} ({report['wall_s']:.0f} s)")
     return report
 
@@ -96,8 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
 def _tokenizer(shape: Shape, device: torch.device, repetitions: Repetitions) -> dict:
     """Forward + backward (from a fixed upstream gradient, as the encoder would pass) of our tokenizer and of the
     reference loop, with identical weights and inputs; 10 % of the values hidden."""
-    workload = build('stefaland_supervised', shape, device)
-    ours = workload.model.tokens
+    ours = build('stefaland_supervised', shape, device).model.tokens
     loop = LoopTokens(ours).to(device)
     generator = torch.Generator().manual_seed(2)
     dynamic = torch.randn(shape.batch, shape.seq_length, shape.n_dynamic, generator=generator).to(device)
@@ -108,54 +115,61 @@ def _tokenizer(shape: Shape, device: torch.device, repetitions: Repetitions) -> 
     with torch.no_grad():
         difference = (ours.eval()(dynamic, dynamic_mask, static, static_mask)
                       - loop.eval()(dynamic, dynamic_mask, static, static_mask)).abs().max().item()
-    del workload
-    results = {}
-    for name, tokens in (('ours', ours.train()), ('loop', loop.train())):
-        results[name] = measure(lambda: tokens(dynamic, dynamic_mask, static, static_mask).backward(upstream),
-                                device, repetitions).as_dict()
-        _progress(f"tokenizer {name}", results[name])
-    results['max_abs_difference_eval'] = difference
-    return results
+    calls = {name: _backward_call(tokens.train(), upstream, dynamic, dynamic_mask, static, static_mask)
+             for name, tokens in (('ours', ours), ('loop', loop))}
+    results = {name: result.as_dict() for name, result in measure_together(calls, device, repetitions).items()}
+    for name, result in results.items():
+        _progress(f"tokenizer {name}", result)
+    return {**results, 'max_abs_difference_eval': difference}
 
 
 def _models(shape: Shape, device: torch.device, repetitions: Repetitions) -> tuple[dict, dict]:
-    """Training step and inference per sample of each model; the finetuning floor."""
-    models, floor = {}, {}
-    for name in ('cudalstm', 'transformer', 'stefaland_supervised', 'stefaland_finetune', 'stefaland_pretrain'):
-        workload = build(name, shape, device)
-        entry = {'parameters': sum(p.numel() for p in workload.model.parameters()),
-                 'trainable_parameters': sum(p.numel() for p in workload.model.parameters() if p.requires_grad),
-                 'train': measure(workload.training_step(), device, repetitions).as_dict(per=shape.batch)}
-        _progress(f"{name} training step", entry['train'], 'ms/sample')
-        if name in ('cudalstm', 'transformer', 'stefaland_supervised'):
-            entry['inference'] = measure(workload.inference(), device, repetitions).as_dict(per=shape.batch)
-            _progress(f"{name} inference", entry['inference'], 'ms/sample')
-        if name == 'stefaland_finetune':
-            encode, decoder_step = frozen_encoder_floor(workload)
-            floor['frozen_encoder_inference'] = measure(encode, device, repetitions).as_dict(per=shape.batch)
-            floor['decoder_training_step'] = measure(decoder_step, device, repetitions).as_dict(per=shape.batch)
-            _progress("frozen encoder inference", floor['frozen_encoder_inference'], 'ms/sample')
-            _progress("finetuning step without encoder", floor['decoder_training_step'], 'ms/sample')
-        models[name] = entry
-        del workload
+    """Training step and inference per sample of each model, and the finetuning floor, timed in turns."""
+    workloads = {name: build(name, shape, device) for name in MODEL_NAMES}
+    calls = {}
+    for name, workload in workloads.items():
+        calls[f'{name}/train'] = workload.training_step()
+        if name in INFERRED:
+            calls[f'{name}/inference'] = workload.inference()
+    calls['floor/frozen_encoder_inference'], calls['floor/decoder_training_step'] = \
+        frozen_encoder_floor(workloads['stefaland_finetune'])
+    measured = {label: result.as_dict(per=shape.batch)
+                for label, result in measure_together(calls, device, repetitions).items()}
+    models = {name: {'parameters': sum(p.numel() for p in workload.model.parameters()),
+                     'trainable_parameters': sum(p.numel() for p in workload.model.parameters() if p.requires_grad)}
+              for name, workload in workloads.items()}
+    floor = {}
+    for label, result in measured.items():
+        group, kind = label.split('/')
+        (floor if group == 'floor' else models[group])[kind] = result
+        _progress(label, result, 'ms/sample')
     return models, floor
 
 
 def _scaling(settings: dict, device: torch.device, repetitions: Repetitions) -> dict:
-    """Training step per sample of StefaLand and cudalstm over window lengths T and numbers of inputs F."""
+    """Training step per sample of StefaLand and cudalstm over window lengths T and numbers of inputs F; over T also
+    StefaLand with ``stefaland_attention_dropout: 0`` (fused attention in CPU training)."""
     base = settings['shape']
     shapes = [Shape(settings['scaling_batch'], length, base.n_dynamic, base.n_static) for length in settings['lengths']]
     shapes += [Shape(settings['scaling_batch'], base.seq_length, n, base.n_static) for n in settings['variables']
                if n != base.n_dynamic]
     rows = []
     for shape in shapes:
+        calls = {name: build(name, shape, device).training_step() for name in ('stefaland_supervised', 'cudalstm')}
+        if shape.n_dynamic == base.n_dynamic:
+            calls['stefaland_attention_dropout_0'] = build('stefaland_supervised', shape, device,
+                                                           stefaland_attention_dropout=0).training_step()
         row = {'T': shape.seq_length, 'F': shape.n_dynamic, 'batch': shape.batch}
-        for name in ('stefaland_supervised', 'cudalstm'):
-            row[name] = measure(build(name, shape, device).training_step(), device, repetitions).as_dict(shape.batch)
+        row.update({name: result.as_dict(per=shape.batch)
+                    for name, result in measure_together(calls, device, repetitions).items()})
         row['ratio'] = row['stefaland_supervised']['ms'] / row['cudalstm']['ms']
         _progress(f"scaling T={shape.seq_length} F={shape.n_dynamic}", row['stefaland_supervised'], 'ms/sample')
         rows.append(row)
     return {'training_step_ms_per_sample': rows}
+
+
+def _backward_call(tokens: torch.nn.Module, upstream: torch.Tensor, *inputs: torch.Tensor):
+    return lambda: tokens(*inputs).backward(upstream)
 
 
 def _keys(report: dict) -> dict:
@@ -169,34 +183,6 @@ def _keys(report: dict) -> dict:
             'finetune_step_over_floor': models['stefaland_finetune']['train']['ms']
             / (floor['frozen_encoder_inference']['ms'] + floor['decoder_training_step']['ms']),
             'evaluation_speedup_vs_nh_tester': report['evaluation']['speedup']}
-
-
-def format_table(report: dict) -> str:
-    """The results as plain-text tables: models, scaling, evaluation, keys against targets."""
-    lines = [f"{report['machine']['device_name']}, torch {report['machine']['torch']}, profile {report['profile']}, "
-             f"shape {report['settings']['shape']}", '',
-             f"{'model':<22}{'train ms/sample':>16}{'infer ms/sample':>16}{'train peak MB':>15}"]
-    for name, entry in report['models'].items():
-        inference = f"{entry['inference']['ms']:.3f}" if 'inference' in entry else '-'
-        lines.append(f"{name:<22}{entry['train']['ms']:>16.3f}{inference:>16}{_mb(entry['train']['peak_mb']):>15}")
-    tokenizer = report['tokenizer']
-    lines += ['', f"tokenizer fwd+bwd ms: ours {tokenizer['ours']['ms']:.1f} (peak {_mb(tokenizer['ours']['peak_mb'])} MB), "
-                  f"loop {tokenizer['loop']['ms']:.1f} (peak {_mb(tokenizer['loop']['peak_mb'])} MB)", '',
-              f"{'T':>5}{'F':>4}{'stefaland ms/sample':>21}{'cudalstm ms/sample':>20}{'ratio':>7}"]
-    for row in report['scaling']['training_step_ms_per_sample']:
-        lines.append(f"{row['T']:>5}{row['F']:>4}{row['stefaland_supervised']['ms']:>21.3f}"
-                     f"{row['cudalstm']['ms']:>20.3f}{row['ratio']:>7.2f}")
-    evaluation = report['evaluation']
-    lines += ['', f"evaluation of {len(evaluation['basins'])} basins: NH tester {evaluation['nh_tester_s']:.1f} s "
-                  f"({evaluation['nh_windows']} windows), strided {evaluation['strided_tester_s']:.2f} s "
-                  f"({evaluation['strided_windows']} windows); median NSE {evaluation['NSE_nh_median']:.3f} vs "
-                  f"{evaluation['NSE_strided_median']:.3f} (strided on NH's days "
-                  f"{evaluation['NSE_strided_on_nh_days_median']:.3f})", '']
-    for key, value in report['keys'].items():
-        target = report['targets'].get(key)
-        verdict = f"  target {target['target']}: {'met' if target['met'] else 'missed'}" if target else ''
-        lines.append(f"{key:<36}{value:>10.3f}{verdict}")
-    return '\n'.join(lines)
 
 
 def _machine(device: torch.device) -> dict:
@@ -221,12 +207,9 @@ def _met(value: float, op: str, bound: float) -> bool:
     return value >= bound if op == '>=' else value <= bound
 
 
-def _mb(value: float | None) -> str:
-    return '-' if value is None else f"{value:.0f}"
-
-
 def _progress(label: str, result: dict, unit: str = 'ms') -> None:
-    print(f"{label}: {result['ms']:.3f} {unit}, peak {_mb(result['peak_mb'])} MB", file=sys.stderr, flush=True)
+    peak = '-' if result['peak_mb'] is None else f"{result['peak_mb']:.0f}"
+    print(f"{label}: {result['ms']:.3f} {unit}, peak {peak} MB", file=sys.stderr, flush=True)
 
 
 if __name__ == '__main__':

@@ -1,4 +1,4 @@
-"""Wall-clock medians and peak memory of one call, on the CPU or a CUDA device."""
+"""Wall-clock medians and peak memory of calls measured side by side, on the CPU or a CUDA device."""
 import ctypes
 import statistics
 import time
@@ -10,8 +10,8 @@ import torch
 
 @dataclass(frozen=True)
 class Repetitions:
-    """How often a call runs: ``warmup`` untimed calls, then as many timed calls as fit in ``budget_s`` (judged by
-    the last warm-up call), at least ``minimum`` and at most ``maximum``."""
+    """How often calls run: ``warmup`` calls each (at least one), then as many timed rounds (one call of each) as
+    fit in ``budget_s`` judged by the last warm-up calls, at least ``minimum`` and at most ``maximum``."""
     warmup: int
     budget_s: float
     minimum: int
@@ -35,22 +35,33 @@ class Measurement:
 
 
 def measure(call: Callable[[], object], device: torch.device, repetitions: Repetitions) -> Measurement:
-    """Run ``call`` after warm-up and return the median time and the peak memory of the last warm-up call.
+    """Run ``call`` after warm-up and return the median time and the peak memory of the last warm-up call."""
+    return measure_together({'call': call}, device, repetitions)['call']
 
-    Peak memory is what the call adds on top of what was in use before it: on CUDA the peak of
-    ``torch.cuda.max_memory_allocated`` (tensor memory); on the CPU the process's peak resident set size (``VmHWM``,
-    reset through ``/proc/self/clear_refs`` after ``malloc_trim`` hands freed heap pages back), which counts every
-    byte the call touched: tensors, autograd buffers and library workspaces.
+
+def measure_together(calls: dict[str, Callable[[], object]], device: torch.device,
+                     repetitions: Repetitions) -> dict[str, Measurement]:
+    """Measure calls side by side: each is warmed up, then all are timed in turns, round after round, so that a
+    shared machine's changing load falls on all of them alike; the number of rounds fits the budget to the summed
+    warm-up time.
+
+    Peak memory is what a call adds on top of what was in use before it, taken on its last warm-up call: on CUDA the
+    peak of ``torch.cuda.max_memory_allocated`` (tensor memory); on the CPU the process's peak resident set size
+    (``VmHWM``, reset through ``/proc/self/clear_refs`` after ``malloc_trim`` hands freed heap pages back), which
+    counts every byte the call touched: tensors, autograd buffers and library workspaces.
     """
-    peak_mb = None
-    warmup_s = 0.0
-    for index in range(repetitions.warmup):
-        if index == repetitions.warmup - 1:
-            peak_mb, warmup_s = _peak_and_time(call, device)
-        else:
+    peaks, warmup_s = {}, 0.0
+    for name, call in calls.items():
+        for _ in range(repetitions.warmup - 1):
             _timed(call, device)
-    times = [_timed(call, device) for _ in range(repetitions.timed_calls(warmup_s))]
-    return Measurement(median_s=statistics.median(times), times_s=tuple(times), peak_mb=peak_mb)
+        peaks[name], seconds = _peak_and_time(call, device)
+        warmup_s += seconds
+    times = {name: [] for name in calls}
+    for _ in range(repetitions.timed_calls(warmup_s)):
+        for name, call in calls.items():
+            times[name].append(_timed(call, device))
+    return {name: Measurement(median_s=statistics.median(t), times_s=tuple(t), peak_mb=peaks[name])
+            for name, t in times.items()}
 
 
 def _timed(call: Callable[[], object], device: torch.device) -> float:

@@ -81,6 +81,9 @@ KEYS: dict[str, Key] = {
     'stefaland_strided_evaluation': Key(True, bool, "Evaluate with windows `predict_last_n` days apart, stitched "
                                         "into one prediction per day (False: NH's one window per day)."),
     'stefaland_bf16': Key(True, bool, "Run the encoder under bfloat16 autocast on CUDA devices (no effect on the CPU)."),
+    'stefaland_attention_dropout': Key(None, (int, float, type(None)), "Dropout on the attention weights (default: "
+                                       "`stefaland_dropout`); 0 lets PyTorch train with its fused attention kernel on "
+                                       "the CPU too: faster, and no T×T attention maps kept for the backward pass."),
 }
 
 UNSUPPORTED_OPTIONS = {

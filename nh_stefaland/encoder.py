@@ -18,17 +18,29 @@ class Encoder(nn.Module):
         Number of layers.
     dropout : float
         Dropout inside the layers and before the output projection.
+    attention_dropout : float | None
+        Dropout on the attention weights; None takes ``dropout``. With 0, training uses PyTorch's fused attention on
+        the CPU as well (with attention dropout, PyTorch's CPU kernel materialises the [B, heads, T+1, T+1] maps).
     bf16 : bool
         Run the layers under bfloat16 autocast when the tokens are on a CUDA device (no effect on other devices);
         the hidden states are returned in float32.
+
+    Raises
+    ------
+    ValueError
+        If ``attention_dropout`` is outside [0, 1].
     """
 
     def __init__(self, d_model: int, nheads: int, dim_feedforward: int, nlayers: int, dropout: float = 0.1,
-                 bf16: bool = False):
+                 attention_dropout: float | None = None, bf16: bool = False):
         super().__init__()
         self.bf16 = bf16
+        attention_dropout = dropout if attention_dropout is None else attention_dropout
+        if not 0.0 <= attention_dropout <= 1.0:
+            raise ValueError(f"stefaland_attention_dropout={attention_dropout} must be between 0 and 1.")
         layer = nn.TransformerEncoderLayer(d_model=d_model, nhead=nheads, dim_feedforward=dim_feedforward,
                                            dropout=dropout, activation='gelu', batch_first=True, norm_first=False)
+        layer.self_attn.dropout = attention_dropout
         self.layers = nn.TransformerEncoder(layer, num_layers=nlayers, enable_nested_tensor=False)
         self.output = nn.Sequential(nn.LayerNorm(d_model), nn.Dropout(dropout), nn.Linear(d_model, d_model))
 

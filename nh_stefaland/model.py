@@ -86,6 +86,7 @@ class StefaLand(BaseModel):
                                   dropout=settings['stefaland_token_dropout'])
         self.encoder = Encoder(d_model=d_model, nheads=nheads, dim_feedforward=settings['stefaland_dim_feedforward'],
                                nlayers=settings['stefaland_nlayers'], dropout=settings['stefaland_dropout'],
+                               attention_dropout=settings['stefaland_attention_dropout'],
                                bf16=settings['stefaland_bf16'])
         if self.stage != 'supervised':
             self.reconstruction_decoder = self._build_reconstruction_decoder(cfg, settings)
