@@ -7,13 +7,14 @@ Every figure is the median of several timed calls after warm-up (see ``timing.Re
 benchmarks/README.md describes the method and the committed results.
 """
 import argparse
-from importlib import metadata
 import json
 import os
 import platform
 import sys
 import tempfile
 import time
+import warnings
+from importlib import metadata
 from pathlib import Path
 
 import torch
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
         return report
     if args.threads:
         torch.set_num_threads(args.threads)
+    warnings.filterwarnings('ignore', message='enable_nested_tensor is True')  # NH's transformer is sequence-first
     nh_stefaland.register()
     profile = 'quick' if args.quick else 'full'
     device = torch.device(args.device)
