@@ -42,3 +42,12 @@ def test_readme_documents_every_key_with_its_default():
     readme = (Path(__file__).resolve().parents[1] / 'README.md').read_text()
     for name, key in config.KEYS.items():
         assert f"| `{name}` | `{key.default!r}` |" in readme, f"README lacks the row of {name}"
+
+
+def test_lstm_twin_differs_from_the_quickstart_only_in_the_model():
+    configs = Path(__file__).resolve().parents[1] / 'basin_configs'
+    quickstart = YAML(typ='safe').load(configs / 'camels_stefaland.yml')
+    twin = YAML(typ='safe').load(configs / 'camels_lstm.yml')
+    assert twin.pop('model') == 'cudalstm' and quickstart.pop('model') == 'stefaland'
+    twin.pop('experiment_name'), quickstart.pop('experiment_name')
+    assert twin == quickstart
