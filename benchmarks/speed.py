@@ -30,12 +30,14 @@ RESULTS = Path(__file__).resolve().parent / 'results'
 PAPER_MODEL = {'stefaland_d_model': 256, 'stefaland_nheads': 4, 'stefaland_dim_feedforward': 512,
                'stefaland_nlayers': 4, 'hidden_size': 256}
 PROFILES = {
-    'full': {'shape': Shape(batch=256, seq_length=365, n_dynamic=5, n_static=48), 'scaling_batch': 16,
+    'full': {'shape': Shape(batch=256, seq_length=365, n_dynamic=5, n_static=48),
+             'scaling_batch': {'cpu': 16, 'cuda': 256},
              'lengths': (180, 365, 730), 'variables': (5, 10, 20),
              'evaluation': EvaluationSetup(model=PAPER_MODEL, seq_length=365, train_basins=2, test_basins=2,
                                            test_start='1989-10-01', test_end='1992-09-30', batch=256,
                                            train_batch=32, updates=8)},
-    'quick': {'shape': Shape(batch=4, seq_length=60, n_dynamic=5, n_static=48), 'scaling_batch': 2,
+    'quick': {'shape': Shape(batch=4, seq_length=60, n_dynamic=5, n_static=48),
+              'scaling_batch': {'cpu': 2, 'cuda': 4},
               'lengths': (30, 60), 'variables': (5, 10),
               'evaluation': EvaluationSetup(model={'stefaland_d_model': 32, 'stefaland_nheads': 2,
                                                    'stefaland_dim_feedforward': 64, 'stefaland_nlayers': 1,
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
     settings, repetitions = PROFILES[profile], REPETITIONS[(profile, device.type)]
     started = time.perf_counter()
     report = {'machine': _machine(device), 'profile': profile,
-              'settings': {'shape': vars(settings['shape']), 'scaling_batch': settings['scaling_batch'],
+              'settings': {'shape': vars(settings['shape']), 'scaling_batch': settings['scaling_batch'][device.type],
                            'repetitions': vars(repetitions), 'evaluation': vars(settings['evaluation'])}}
     report['tokenizer'] = _tokenizer(settings['shape'], device, repetitions)
     report['models'], report['floor'] = _models(settings['shape'], device, repetitions)
@@ -151,10 +153,9 @@ def _models(shape: Shape, device: torch.device, repetitions: Repetitions) -> tup
 def _scaling(settings: dict, device: torch.device, repetitions: Repetitions) -> dict:
     """Training step per sample of StefaLand and cudalstm over window lengths T and numbers of inputs F; over T also
     StefaLand with ``stefaland_attention_dropout: 0`` (fused attention in CPU training)."""
-    base = settings['shape']
-    shapes = [Shape(settings['scaling_batch'], length, base.n_dynamic, base.n_static) for length in settings['lengths']]
-    shapes += [Shape(settings['scaling_batch'], base.seq_length, n, base.n_static) for n in settings['variables']
-               if n != base.n_dynamic]
+    base, batch = settings['shape'], settings['scaling_batch'][device.type]
+    shapes = [Shape(batch, length, base.n_dynamic, base.n_static) for length in settings['lengths']]
+    shapes += [Shape(batch, base.seq_length, n, base.n_static) for n in settings['variables'] if n != base.n_dynamic]
     rows = []
     for shape in shapes:
         calls = {name: build(name, shape, device).training_step() for name in ('stefaland_supervised', 'cudalstm')}
