@@ -9,8 +9,10 @@ def format_markdown(report: dict) -> str:
     """Machine, per-model costs, tokenizer, finetuning floor, scaling, evaluation cost and the keys against targets."""
     machine, settings = report['machine'], report['settings']
     shape = settings['shape']
-    lines = [f"Machine: {machine['device_name']} ({machine['cpu_cores']} cores, {machine['torch_threads']} torch "
-             f"threads), torch {machine['torch']}, neuralhydrology {machine['neuralhydrology']}, Python "
+    threads = machine['torch_threads']
+    lines = [f"Machine: {machine['device_name']} ({machine['cpu_cores']} cores, {threads} torch "
+             f"thread{'' if threads == 1 else 's'}), torch {machine['torch']}, neuralhydrology "
+             f"{machine['neuralhydrology']}, Python "
              f"{machine['python']}; load average (1, 5, 15 min) {machine['load_average_at_start']} at the start, "
              f"{machine.get('load_average_at_end')} at the end; {report['wall_s'] / 60:.1f} min in all. "
              f"Profile `{report['profile']}`: batch {shape['batch']}, T = {shape['seq_length']}, "
