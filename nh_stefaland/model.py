@@ -78,6 +78,9 @@ class StefaLand(BaseModel):
         self.dynamic_inputs = list(cfg.dynamic_inputs)
         self.static_attributes = sorted(cfg.static_attributes + cfg.hydroatlas_attributes)
         self.encoder_inputs, self.encoder_attributes = config.encoder_variables(cfg)
+        # x_s column of each encoder attribute; one past the last column (a NaN pad) for attributes not loaded
+        self._attribute_columns = [self.static_attributes.index(a) if a in self.static_attributes
+                                   else len(self.static_attributes) for a in self.encoder_attributes]
         self._warn_about_absent_encoder_variables()
 
         self.tokens = InputTokens(n_dynamic=len(self.encoder_inputs), n_static=len(self.encoder_attributes),
@@ -224,9 +227,7 @@ class StefaLand(BaseModel):
         dynamic = torch.cat([data['x_d'].get(name, torch.full_like(some_input, float('nan')))
                              for name in self.encoder_inputs], dim=-1)  # [B, T, F]
         padded = torch.cat([static, torch.full_like(static[:, :1], float('nan'))], dim=1)  # [B, C_a+1]
-        columns = [self.static_attributes.index(a) if a in self.static_attributes else len(self.static_attributes)
-                   for a in self.encoder_attributes]
-        return dynamic, padded[:, columns]
+        return dynamic, padded[:, self._attribute_columns]
 
     def _gather_task_inputs(self, data: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """All dynamic inputs in ``dynamic_inputs`` order [B, T, F_a] and all attributes [B, C_a], NaN as 0."""
