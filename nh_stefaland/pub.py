@@ -17,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "LABEL then finetunes it (NH's finetune; base_run_dir is set by pub).")
     parser.add_argument('--basin-file', type=Path, help="All basins of the test; the folds split them.")
     parser.add_argument('--output-dir', type=Path, help="Where folds, runs and the report are kept (resumable).")
+    parser.add_argument('--data-dir', type=Path,
+                        help="Dataset folder for every model and stage, in place of the configs' data_dir.")
     protocol = parser.add_mutually_exclusive_group()
     protocol.add_argument('--folds', type=int, metavar='K', help="K seeded random basin folds (PUB, default 10).")
     protocol.add_argument('--regions', action='store_true',

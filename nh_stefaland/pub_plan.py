@@ -37,6 +37,8 @@ def settings_from(args: argparse.Namespace) -> tuple[dict, dict]:
         raise ValueError("--groups needs --regions or --group-by ATTRIBUTE.")
     if args.jobs < 1:
         raise ValueError(f"--jobs {args.jobs} must be at least 1.")
+    if args.data_dir is not None and not args.data_dir.is_dir():
+        raise FileNotFoundError(f"--data-dir {args.data_dir}: no such folder.")
     models = {label: {'config': str(path), 'pretrain': None} for label, path in _labelled(args.model, '--model')}
     for label, path in _labelled(args.pretrain, '--pretrain'):
         if label not in models:
@@ -53,6 +55,7 @@ def settings_from(args: argparse.Namespace) -> tuple[dict, dict]:
                     'groups': None}
     basins = load_basin_file(args.basin_file)
     settings = {**protocol, 'basin_file': str(args.basin_file), 'basins': basins,
+                'data_dir': str(args.data_dir.resolve()) if args.data_dir is not None else None,
                 'pretrain_held_out': 'excluded' if args.pretrain_exclude_held_out else 'included',
                 'allow_attributes': args.allow_attribute, 'models': models}
     _check_configs(settings)
@@ -105,19 +108,31 @@ def _check_configs(settings: dict) -> None:
                 raise ValueError(f"Model '{label}': {model['config']} finetunes its pretraining and must list the "
                                  f"parts to train in finetune_modules.")
             pretrain = Config(Path(model['pretrain']))
+            _check_data_dir(pretrain, label, settings['data_dir'])
             pub_leakage.check_config(pretrain, label, allowed)
             if settings['pretrain_held_out'] == 'included':
                 pub_leakage.check_target_free(pretrain, label)
-            cfg = _effective_config(model)
+            cfg = _effective_config(model, settings['data_dir'])
+        _check_data_dir(cfg, label, settings['data_dir'])
         pub_leakage.check_config(cfg, label, allowed)
 
 
-def _effective_config(model: dict) -> Config:
+def _check_data_dir(cfg: Config, label: str, data_dir: str | None) -> None:
+    """The dataset folder of a config (or ``--data-dir``, which replaces it) exists."""
+    if data_dir is None and not cfg.data_dir.is_dir():
+        raise FileNotFoundError(f"Model '{label}': data_dir {cfg.data_dir} is not a folder. Correct the config, or "
+                                f"give the dataset folder of every model with --data-dir.")
+
+
+def _effective_config(model: dict, data_dir: str | None) -> Config:
     """A model's config, for a pretraining + finetuning pair the finetuning file laid over the pretraining's."""
     if model['pretrain'] is None:
-        return Config(Path(model['config']))
-    cfg = Config(Path(model['pretrain']))
-    cfg.update_config(Path(model['config']))
+        cfg = Config(Path(model['config']))
+    else:
+        cfg = Config(Path(model['pretrain']))
+        cfg.update_config(Path(model['config']))
+    if data_dir is not None:
+        cfg.update_config({'data_dir': data_dir})
     return cfg
 
 
@@ -131,7 +146,7 @@ def load_or_make_folds(settings: dict, output_dir: Path) -> pd.DataFrame:
     if settings['protocol'] == 'random':
         folds = pub_folds.random_folds(basins, settings['folds'], settings['seed'])
     else:
-        cfg = _effective_config(next(iter(settings['models'].values())))
+        cfg = _effective_config(next(iter(settings['models'].values())), settings['data_dir'])
         values = pub_folds.load_attribute(cfg, basins, settings['group_by'])
         folds = pub_folds.group_folds(values, settings['group_by'], settings['groups'])
     folds.to_csv(path, index=False)
@@ -150,6 +165,7 @@ def plan(settings: dict, models: dict, folds: pd.DataFrame, output_dir: Path) ->
     all_basins = output_dir / 'basins' / 'all.txt'
     all_basins.write_text(''.join(f'{basin}\n' for basin in folds['basin']))
     include = settings['pretrain_held_out'] == 'included'
+    data_dir = Path(settings['data_dir']) if settings['data_dir'] is not None else None
     pretraining, final = [], []
     for label, model in models.items():
         runs = output_dir / 'runs' / label
@@ -157,7 +173,7 @@ def plan(settings: dict, models: dict, folds: pd.DataFrame, output_dir: Path) ->
         if model['pretrain'] is not None and include:
             files = {'train': all_basins, 'validation': all_basins, 'test': all_basins}
             shared = Task(label, 'pretrain', runs / 'pretrain', Path(model['pretrain']), files, frozenset(),
-                          _fingerprint(model['pretrain'], files), evaluate=False)
+                          _fingerprint(model['pretrain'], files, data_dir), data_dir=data_dir, evaluate=False)
             pretraining.append(shared)
         for fold, paths in fold_files.items():
             files = {'train': paths['train'], 'validation': paths['train'], 'test': paths['test']}
@@ -165,17 +181,20 @@ def plan(settings: dict, models: dict, folds: pd.DataFrame, output_dir: Path) ->
             base = shared
             if model['pretrain'] is not None and not include:
                 base = Task(label, f'fold_{fold:02d}_pretrain', runs / f'fold_{fold:02d}_pretrain',
-                            Path(model['pretrain']), files, held_out, _fingerprint(model['pretrain'], files),
-                            evaluate=False)
+                            Path(model['pretrain']), files, held_out, _fingerprint(model['pretrain'], files, data_dir),
+                            data_dir=data_dir, evaluate=False)
                 pretraining.append(base)
             final.append(Task(label, f'fold_{fold:02d}', runs / f'fold_{fold:02d}', Path(model['config']), files,
-                              held_out, _fingerprint(model['config'], files, base), base=base,
-                              target_basin_file=paths['train'] if shared is not None else None))
+                              held_out, _fingerprint(model['config'], files, data_dir, base), base=base,
+                              target_basin_file=paths['train'] if shared is not None else None,
+                              data_dir=data_dir))
     return [pretraining, final]
 
 
-def _fingerprint(config: str, basin_files: dict[str, Path], base: Task | None = None) -> str:
-    """Hash of a stage's config text, its basins and (for finetuning) its pretraining's fingerprint."""
+def _fingerprint(config: str, basin_files: dict[str, Path], data_dir: Path | None, base: Task | None = None) -> str:
+    """Hash of a stage's config text, its basins, ``--data-dir`` and (for finetuning) its pretraining's fingerprint."""
     parts = [Path(config).read_text(), *(path.read_text() for path in basin_files.values()),
              base.fingerprint if base is not None else '']
+    if data_dir is not None:  # appended only when given: runs made without --data-dir keep their fingerprint
+        parts.append(str(data_dir))
     return hashlib.sha256('\0'.join(parts).encode()).hexdigest()[:16]

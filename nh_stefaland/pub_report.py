@@ -3,6 +3,7 @@ import itertools
 import json
 import os
 import re
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -123,7 +124,8 @@ def plot_nse_cdf(per_basin: pd.DataFrame, path: Path, title: str) -> None:
             axis.step(np.sort(np.clip(nse, -1, 1)), share, where='post',
                       label=f"{model} (median {np.median(nse):.3f}, n={len(nse)})")
     axis.set(xlim=(-1, 1), ylim=(0, 1), xlabel='NSE (held-out basins; below −1 shown at −1)',
-             ylabel='share of basins', title=title)
+             ylabel='share of basins')
+    axis.set_title(textwrap.fill(title, 60), fontsize=10)
     axis.grid(alpha=0.3)
     if axis.lines:
         axis.legend(loc='upper left')
@@ -163,6 +165,8 @@ def _markdown(settings: dict, folds: pd.DataFrame, per_basin: pd.DataFrame, summ
              f"- Basins: {len(folds)} from `{settings['basin_file']}`; {len(sizes)} folds, each held out once "
              f"({', '.join(str(n) for n in sizes['basins'])} basins)"
              + (f", seed {settings['seed']}." if settings['protocol'] == 'random' else "."),
+             *([f"- Data: `{settings['data_dir']}` (--data-dir, in place of each config's `data_dir`)."]
+               if settings.get('data_dir') else []),
              "- Each fold: training and validation on the other folds' basins (validation period of the config, "
              "for monitoring only), test on the held-out basins over the config's test period, last epoch.",
              f"- {_pretraining_sentence(settings)}",

@@ -54,6 +54,8 @@ class Task:
         The pretraining stage this stage finetunes.
     target_basin_file : Path | None
         Set when ``base`` saw held-out basins: the basins whose streamflow defines the target normalisation.
+    data_dir : Path | None
+        ``--data-dir``: the dataset folder, in place of the config's ``data_dir``.
     evaluate : bool
         Evaluate the trained model on the test period (final stages).
     """
@@ -66,6 +68,7 @@ class Task:
     fingerprint: str
     base: 'Task | None' = None
     target_basin_file: Path | None = None
+    data_dir: Path | None = None
     evaluate: bool = True
 
 
@@ -151,6 +154,7 @@ def _stage_config(task: Task) -> Config:
     """The stage's config: its file, or the pretraining run's config with the finetuning file laid over it."""
     if task.base is None:
         cfg = Config(task.config_file)
+        cfg.update_config(_data_dir(task))
     else:
         cfg = _finetune_config(task)
     cfg.update_config({'run_dir': task.directory, 'experiment_name': f'{task.label}_{task.name}',
@@ -166,12 +170,18 @@ def _finetune_config(task: Task) -> Config:
     cfg = Config(base_run / 'config.yml')
     cfg.update_config({'run_dir': None, 'experiment_name': None})
     cfg.update_config(task.config_file)
+    cfg.update_config(_data_dir(task))
     cfg.is_finetuning = True
     cfg.is_continue_training = False
     cfg.base_run_dir = base_run
     if task.target_basin_file is not None:
         cfg.base_run_dir = _base_with_fold_targets(cfg, base_run, task)
     return cfg
+
+
+def _data_dir(task: Task) -> dict:
+    """The ``data_dir`` setting of ``--data-dir`` (empty without it: the config's own)."""
+    return {} if task.data_dir is None else {'data_dir': task.data_dir}
 
 
 def _base_with_fold_targets(cfg: Config, base_run: Path, task: Task) -> Path:

@@ -1,5 +1,6 @@
 """`nh-stefaland pub`: folds, leakage guards, resumable runs of two models on the shipped sample, the report."""
 import argparse
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -10,7 +11,7 @@ from neuralhydrology.datasetzoo import get_dataset
 from neuralhydrology.datautils.utils import load_scaler
 from neuralhydrology.utils.config import Config
 
-from nh_stefaland import cli, pub, pub_folds, pub_leakage, pub_plan, pub_report
+from nh_stefaland import cli, pub, pub_folds, pub_leakage, pub_plan, pub_report, pub_runs
 from nh_stefaland.pub_report import REPORT_METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +27,7 @@ def _config(directory: Path, name: str, source: str = 'caravan_sample', **change
     """tests/configs/<source>.yml with an absolute data_dir and ``changes``, written to ``directory``."""
     yaml = YAML()
     cfg = yaml.load(ROOT / 'tests' / 'configs' / f'{source}.yml')
-    cfg.update(data_dir=str(SAMPLE), **changes)
+    cfg.update({'data_dir': str(SAMPLE), **changes})
     path = directory / f'{name}.yml'
     yaml.dump(cfg, path)
     return path
@@ -99,12 +100,13 @@ def test_two_models_two_folds_report_rerun_and_failed_runs(tmp_path, capsys):
 
 
 def test_pretraining_on_all_basins_keeps_held_out_streamflow_out_of_finetuning(tmp_path):
-    pretrain = _config(tmp_path, 'pretrain', source='caravan_pretrain')
+    # the config's data_dir does not exist: --data-dir replaces it in the pretraining and in the finetuning runs
+    pretrain = _config(tmp_path, 'pretrain', source='caravan_pretrain', data_dir=str(tmp_path / 'moved'))
     finetune = tmp_path / 'finetune.yml'
     YAML().dump(FINETUNE, finetune)
     output = tmp_path / 'pub'
     assert _pub('--model', f'ft={finetune}', '--pretrain', f'ft={pretrain}', '--basin-file', _basin_file(tmp_path),
-                '--output-dir', output, '--folds', 2) == 0
+                '--output-dir', output, '--folds', 2, '--data-dir', SAMPLE) == 0
 
     pretraining_run = next((output / 'runs' / 'ft' / 'pretrain').glob('ft_pretrain_*'))
     pretraining_scaler = load_scaler(pretraining_run)
@@ -120,13 +122,16 @@ def test_pretraining_on_all_basins_keeps_held_out_streamflow_out_of_finetuning(t
         assert float(center['total_precipitation_sum']) == float(pretraining_center['total_precipitation_sum'])
         assert float(center['streamflow']) != pytest.approx(float(pretraining_center['streamflow']))
 
+        assert cfg.data_dir == SAMPLE
         training_only = Config(pretrain)
-        training_only.update_config({'train_basin_file': output / 'basins' / f'fold_{fold:02d}' / 'train.txt',
+        training_only.update_config({'data_dir': SAMPLE,
+                                     'train_basin_file': output / 'basins' / f'fold_{fold:02d}' / 'train.txt',
                                      'train_dir': tmp_path / f'statistics_{fold}'})
         expected = get_dataset(training_only, is_train=True, period='train', scaler={}).scaler
         assert float(center['streamflow']) == pytest.approx(float(expected['xarray_feature_center']['streamflow']))
         assert float(scale['streamflow']) == pytest.approx(float(expected['xarray_feature_scale']['streamflow']))
-    assert 'never the held-out basins\' streamflow' in (output / 'report' / 'report.md').read_text()
+    report = (output / 'report' / 'report.md').read_text()
+    assert 'never the held-out basins\' streamflow' in report and f"Data: `{SAMPLE}`" in report
 
 
 def test_pretraining_without_held_out_basins_is_planned_per_fold(tmp_path):
@@ -180,6 +185,29 @@ def test_regions_group_the_sample_by_huc_02_into_the_papers_seven_folds(tmp_path
     saved = (args.output_dir / 'folds.csv').read_text()
     assert pub_plan.load_or_make_folds(pub_plan.settings_from(args)[0], args.output_dir).equals(folds.reset_index())
     assert (args.output_dir / 'folds.csv').read_text() == saved
+
+
+def test_data_dir_option_replaces_the_configs_data_dir_in_folds_runs_and_fingerprints(tmp_path):
+    moved = _config(tmp_path, 'moved', data_dir=str(tmp_path / 'not_here'))
+    basins = _basin_file(tmp_path, (SAMPLE / 'basins.txt').read_text().split())
+
+    def planned(output: str, *data_dir: str) -> tuple[dict, list]:
+        args = _parser().parse_args(['pub', '--model', f'm={moved}', '--basin-file', str(basins), '--output-dir',
+                                     str(tmp_path / output), '--regions', *data_dir])
+        settings, models = pub_plan.settings_from(args)
+        folds = pub_plan.load_or_make_folds(settings, args.output_dir)
+        return settings, pub_plan.plan(settings, models, folds, args.output_dir)[1]
+
+    with pytest.raises(FileNotFoundError, match=f"Model 'm': data_dir {tmp_path / 'not_here'} is not a folder"):
+        planned('without')
+    settings, tasks = planned('with', '--data-dir', str(SAMPLE))
+    assert len(tasks) == 7 and {task.data_dir for task in tasks} == {SAMPLE}
+    assert pub_runs._stage_config(tasks[0]).data_dir == SAMPLE
+    shutil.copytree(SAMPLE, tmp_path / 'elsewhere')
+    _, elsewhere = planned('with', '--data-dir', str(tmp_path / 'elsewhere'))
+    assert [task.fingerprint for task in elsewhere] != [task.fingerprint for task in tasks]
+    with pytest.raises(FileNotFoundError, match='--data-dir'):
+        planned('with', '--data-dir', str(tmp_path / 'none'))
 
 
 def test_grouping_by_any_attribute_and_its_errors():
