@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "one fold per value; with --regions: {1,2} {3,6} {4,5,7} {9,10} {8,11,12,13} "
                              "{14,15,16,18} {17}).")
     parser.add_argument('--seed', type=int, default=0, help="Seed of the random folds (default 0).")
+    parser.add_argument('--fold', type=int, action='append', metavar='N',
+                        help="Run fold N only (repeat for several); the report covers every finished run.")
     parser.add_argument('--pretrain-exclude-held-out', action='store_true',
                         help="Pretrain on each fold's training basins only (default: pretraining sees all basins' "
                              "forcings and attributes, never the held-out basins' streamflow).")
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     settings, models = pub_plan.settings_from(args)
     output_dir = args.output_dir.resolve()
     folds = pub_plan.load_or_make_folds(settings, output_dir)
-    waves = pub_plan.plan(settings, models, folds, output_dir)
+    waves = pub_plan.plan(settings, models, folds, output_dir, only=args.fold)
     finished = {task.directory for wave in waves for task in wave if pub_runs.is_finished(task)}
     pub_plan.save_settings(settings, output_dir)
     pretraining, final = waves

@@ -154,13 +154,19 @@ def load_or_make_folds(settings: dict, output_dir: Path) -> pd.DataFrame:
     return folds
 
 
-def plan(settings: dict, models: dict, folds: pd.DataFrame, output_dir: Path) -> list[list[Task]]:
+def plan(settings: dict, models: dict, folds: pd.DataFrame, output_dir: Path,
+         only: list[int] | None = None) -> list[list[Task]]:
     """The tasks of ``models``: wave 0 their pretraining stages, wave 1 one final stage per model and fold.
+
+    With ``only`` (``--fold``), the final stages of those folds only.
 
     Validation uses the fold's training basins (over the config's validation period): the held-out basins are
     looked at only in the test. Pretraining sees all basins, or only the training basins when the held-out ones
     are excluded; one pretraining on all basins is shared by the folds.
     """
+    unknown = sorted(set(only or ()) - set(folds['fold']))
+    if unknown:
+        raise ValueError(f"--fold {unknown}: the folds are numbered {sorted(set(folds['fold']))}.")
     fold_files = pub_folds.write_fold_basin_files(folds, output_dir / 'basins')
     all_basins = output_dir / 'basins' / 'all.txt'
     all_basins.write_text(''.join(f'{basin}\n' for basin in folds['basin']))
@@ -176,6 +182,8 @@ def plan(settings: dict, models: dict, folds: pd.DataFrame, output_dir: Path) ->
                           _fingerprint(model['pretrain'], files, data_dir), data_dir=data_dir, evaluate=False)
             pretraining.append(shared)
         for fold, paths in fold_files.items():
+            if only and fold not in only:
+                continue
             files = {'train': paths['train'], 'validation': paths['train'], 'test': paths['test']}
             held_out = frozenset(folds.loc[folds['fold'] == fold, 'basin'])
             base = shared

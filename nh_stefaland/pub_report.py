@@ -66,6 +66,32 @@ def collect(output_dir: Path, order: list[str] = ()) -> tuple[pd.DataFrame, list
     return per_basin.astype({'model': str}), failed
 
 
+def run_times(output_dir: Path) -> pd.DataFrame:
+    """Wall-clock minutes of every finished run that recorded its duration, per model.
+
+    Returns
+    -------
+    pd.DataFrame
+        Per model: ``fold runs``, ``median min per fold``, ``pretraining min`` (all pretraining stages) and
+        ``total min``; empty when no run recorded a duration.
+    """
+    rows = []
+    for status_file in sorted((output_dir / 'runs').glob(f'*/*/{STATUS_FILE}')):
+        status = json.loads(status_file.read_text())
+        if status['state'] == 'done' and 'seconds' in status:
+            rows.append({'model': status['label'], 'pretraining': status['name'].endswith('pretrain'),
+                         'minutes': status['seconds'] / 60})
+    if not rows:
+        return pd.DataFrame()
+    runs = pd.DataFrame(rows)
+    folds = runs[~runs['pretraining']].groupby('model', sort=False)['minutes']
+    table = pd.DataFrame({'fold runs': folds.size(), 'median min per fold': folds.median(),
+                          'pretraining min': runs[runs['pretraining']].groupby('model')['minutes'].sum(),
+                          'total min': runs.groupby('model')['minutes'].sum()})
+    table = table.fillna({'fold runs': 0, 'pretraining min': 0.0}).astype({'fold runs': int})
+    return table.rename_axis('model')
+
+
 def summarise(per_basin: pd.DataFrame) -> pd.DataFrame:
     """Per model and metric over the held-out basins: n, median, mean, quartiles and the share below zero."""
     rows = []
@@ -153,13 +179,13 @@ def write_report(output_dir: Path) -> Path:
     paired.to_csv(report_dir / 'paired.csv', index=False)
     plot_nse_cdf(per_basin, report_dir / 'nse_cdf.png', title=_protocol_name(settings))
     folds = pd.read_csv(output_dir / FOLDS_FILE, dtype={'basin': str})
-    markdown = _markdown(settings, folds, per_basin, summary, paired, failed)
+    markdown = _markdown(settings, folds, per_basin, summary, paired, failed, run_times(output_dir))
     (report_dir / 'report.md').write_text(markdown)
     return report_dir / 'report.md'
 
 
 def _markdown(settings: dict, folds: pd.DataFrame, per_basin: pd.DataFrame, summary: pd.DataFrame,
-              paired: pd.DataFrame, failed: list[dict]) -> str:
+              paired: pd.DataFrame, failed: list[dict], times: pd.DataFrame) -> str:
     sizes = folds.groupby(['fold', 'group']).size().reset_index(name='basins')
     lines = [f"# {_protocol_name(settings)}", "",
              f"- Basins: {len(folds)} from `{settings['basin_file']}`; {len(sizes)} folds, each held out once "
@@ -183,13 +209,21 @@ def _markdown(settings: dict, folds: pd.DataFrame, per_basin: pd.DataFrame, summ
         return "\n".join(lines + _failed_lines(failed))
     nse = summary[summary['metric'] == 'NSE'].set_index('model')
     medians = summary.pivot(index='model', columns='metric', values='median').reindex(nse.index)
-    table = pd.DataFrame({'basins': nse['n'], 'NSE median': nse['median'], 'NSE mean': nse['mean'],
+    tested = per_basin.groupby('model', sort=False)['fold'].nunique().reindex(nse.index)
+    table = pd.DataFrame({'folds': [f"{n}/{folds['fold'].nunique()}" for n in tested],
+                          'basins': nse['n'], 'NSE median': nse['median'], 'NSE mean': nse['mean'],
                           'NSE q25': nse['q25'], 'NSE q75': nse['q75'], 'share NSE<0': nse['share_below_0'],
                           **{f'{m} median': medians.get(m) for m in REPORT_METRICS if m != 'NSE'}})
+    partial = ["Models with fewer folds (`--fold`, or runs not finished) are summarised over their own held-out "
+               "basins; the paired comparison uses the basins both models predicted.", ""]
     lines += ["", "## Summary over held-out basins", "", _table(table.reset_index()), "",
+              *(partial if (tested < folds['fold'].nunique()).any() else []),
               "## Paired comparison (same basins)", "",
               "Median over basins of A − B, 95 % percentile-bootstrap interval over basins, and the share of basins "
               "where A is better (higher NSE/KGE, lower RMSE).", "", _table(paired), ""]
+    if not times.empty:
+        lines += ["## Run time", "", "Wall-clock minutes of each run (runs side by side with `--jobs` share the "
+                  "cores).", "", _table(times.reindex([m for m in settings['models'] if m in times.index]).reset_index()), ""]
     by_fold = per_basin.pivot_table(index=['fold', 'group'], columns='model', values='NSE', aggfunc='median')
     by_fold = by_fold[list(per_basin['model'].unique())]
     lines += ["## Median NSE per held-out fold", "", _table(by_fold.reset_index()), "",

@@ -5,6 +5,7 @@ import logging
 import os
 import shutil
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -129,12 +130,14 @@ def run_task(task: Task) -> dict:
         shutil.rmtree(task.directory)
     task.directory.mkdir(parents=True)
     log_file = task.directory / LOG_FILE
+    start = time.perf_counter()
     with _output_to(log_file):
         try:
             status = _train_and_evaluate(task)
         except Exception as error:  # a failed fold is reported; the other folds go on
             LOGGER.exception(f"Model '{task.label}' {task.name} failed.")
             status = {'state': 'failed', 'error': f"{type(error).__name__}: {error}"}
+    status['seconds'] = round(time.perf_counter() - start, 1)
     if 'run_dir' in status:  # NH opened its output.log but logged here: give the run its log
         shutil.copyfile(log_file, Path(status['run_dir']) / 'output.log')
     return _write_status(task, status, log_file)

@@ -92,6 +92,17 @@ def test_two_models_two_folds_report_rerun_and_failed_runs(tmp_path, capsys):
     assert _pub('--report-only', output) == 0
     assert (report / 'report.md').read_text() == markdown
 
+    times = markdown.split('## Run time')[1].split('##')[0]
+    assert '| lstm | 2 |' in times and '| stefaland | 2 |' in times and 'broken' not in times
+    assert '| stefaland | 2/2 | 6 |' in markdown and 'Models with fewer folds' not in markdown
+    small = _config(tmp_path, 'small', model='cudalstm', hidden_size=4)
+    assert _pub('--model', f'small={small}', *common, '--fold', 2) == 0
+    assert _run_folders(output) - runs == set((output / 'runs' / 'small' / 'fold_02').glob('small_fold_02_*'))
+    markdown = (report / 'report.md').read_text()
+    assert '| small | 1/2 | 3 |' in markdown and 'Models with fewer folds' in markdown
+    with pytest.raises(ValueError, match=r"--fold \[3\]: the folds are numbered \[1, 2\]"):
+        _pub('--model', f'small={small}', *common, '--fold', 3)
+
     _config(tmp_path, 'lstm', model='cudalstm', hidden_size=4)
     with pytest.raises(ValueError, match="Model 'lstm' fold_01 .* was run with another config"):
         _pub('--model', f'lstm={lstm}', *common)
