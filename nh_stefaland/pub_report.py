@@ -30,7 +30,8 @@ def read_status(directory: Path) -> dict | None:
 def collect(output_dir: Path, order: list[str] = ()) -> tuple[pd.DataFrame, list[dict]]:
     """Per-basin test metrics of every finished model and fold, and the statuses of the runs that failed.
 
-    Models are sorted in ``order`` (those not in it last, by name), then by fold and basin.
+    A run belongs to the model whose folder holds it (``runs/LABEL/``). Models are sorted in ``order`` (those not in
+    it last, by name), then by fold and basin.
 
     Returns
     -------
@@ -53,7 +54,7 @@ def collect(output_dir: Path, order: list[str] = ()) -> tuple[pd.DataFrame, list
         table = pd.DataFrame({metric: metrics.get(prefix + metric, np.nan) for metric in REPORT_METRICS},
                              index=metrics.index.astype(str))
         fold = int(status['name'].split('_')[1])
-        table.insert(0, 'model', status['label'])
+        table.insert(0, 'model', status_file.parent.parent.name)
         table.insert(0, 'group', groups.get(fold, ''))
         table.insert(0, 'fold', fold)
         tables.append(table.rename_axis('basin').reset_index())
@@ -67,29 +68,33 @@ def collect(output_dir: Path, order: list[str] = ()) -> tuple[pd.DataFrame, list
 
 
 def run_times(output_dir: Path) -> pd.DataFrame:
-    """Wall-clock minutes of every finished run that recorded its duration, per model.
+    """Wall-clock minutes of the finished runs, per model.
 
     Returns
     -------
     pd.DataFrame
-        Per model: ``fold runs``, ``median min per fold``, ``pretraining min`` (all pretraining stages) and
-        ``total min``; empty when no run recorded a duration.
+        Per model: ``fold runs``, ``median min per fold``, ``pretraining min`` (all its pretraining stages; NaN
+        without one) and ``total min``. A sum that includes a run without a recorded duration is NaN; the frame is
+        empty when no run recorded one.
     """
     rows = []
     for status_file in sorted((output_dir / 'runs').glob(f'*/*/{STATUS_FILE}')):
         status = json.loads(status_file.read_text())
-        if status['state'] == 'done' and 'seconds' in status:
-            rows.append({'model': status['label'], 'pretraining': status['name'].endswith('pretrain'),
-                         'minutes': status['seconds'] / 60})
-    if not rows:
+        if status['state'] == 'done':
+            rows.append({'model': status_file.parent.parent.name, 'pretraining': status['name'].endswith('pretrain'),
+                         'minutes': status.get('seconds', np.nan) / 60})
+    runs = pd.DataFrame(rows, columns=['model', 'pretraining', 'minutes'])
+    if runs['minutes'].isna().all():
         return pd.DataFrame()
-    runs = pd.DataFrame(rows)
+
+    def total(minutes: pd.Series) -> float:
+        return minutes.sum() if minutes.notna().all() else np.nan
+
     folds = runs[~runs['pretraining']].groupby('model', sort=False)['minutes']
     table = pd.DataFrame({'fold runs': folds.size(), 'median min per fold': folds.median(),
-                          'pretraining min': runs[runs['pretraining']].groupby('model')['minutes'].sum(),
-                          'total min': runs.groupby('model')['minutes'].sum()})
-    table = table.fillna({'fold runs': 0, 'pretraining min': 0.0}).astype({'fold runs': int})
-    return table.rename_axis('model')
+                          'pretraining min': runs[runs['pretraining']].groupby('model')['minutes'].agg(total),
+                          'total min': runs.groupby('model')['minutes'].agg(total)})
+    return table.fillna({'fold runs': 0}).astype({'fold runs': int}).rename_axis('model')
 
 
 def summarise(per_basin: pd.DataFrame) -> pd.DataFrame:
@@ -202,8 +207,8 @@ def _markdown(settings: dict, folds: pd.DataFrame, per_basin: pd.DataFrame, summ
                 if settings['allow_attributes'] else "")
              + "; no held-out basin in a training or validation basin file.", "", "## Models", ""]
     for label, model in settings['models'].items():
-        pretraining = f", pretrained with `{model['pretrain']}`" if model['pretrain'] else ""
-        lines.append(f"- **{label}**: `{model['config']}`{pretraining}")
+        pretraining = f", pretrained with `{_shown(model['pretrain'])}`" if model['pretrain'] else ""
+        lines.append(f"- **{label}**: `{_shown(model['config'])}`{pretraining}")
     if per_basin.empty:
         lines += ["", "No run has finished yet.", ""]
         return "\n".join(lines + _failed_lines(failed))
@@ -223,7 +228,7 @@ def _markdown(settings: dict, folds: pd.DataFrame, per_basin: pd.DataFrame, summ
               "where A is better (higher NSE/KGE, lower RMSE).", "", _table(paired), ""]
     if not times.empty:
         lines += ["## Run time", "", "Wall-clock minutes of each run (runs side by side with `--jobs` share the "
-                  "cores).", "", _table(times.reindex([m for m in settings['models'] if m in times.index]).reset_index()), ""]
+                  "cores); blank: no pretraining stage, or a run that did not record its duration.", "", _table(times.reindex([m for m in settings['models'] if m in times.index]).reset_index()), ""]
     by_fold = per_basin.pivot_table(index=['fold', 'group'], columns='model', values='NSE', aggfunc='median')
     by_fold = by_fold[list(per_basin['model'].unique())]
     lines += ["## Median NSE per held-out fold", "", _table(by_fold.reset_index()), "",
@@ -255,6 +260,11 @@ def _pretraining_sentence(settings: dict) -> str:
         return ("Pretraining saw all basins' forcings and attributes, never the held-out basins' streamflow "
                 "(target-free stage; finetuning's target normalisation from the fold's training basins only).")
     return "Pretraining saw each fold's training basins only (held-out basins excluded entirely)."
+
+
+def _shown(path: str) -> str:
+    """A config path as the report shows it: relative to the working directory when below it."""
+    return str(Path(path).relative_to(Path.cwd())) if Path(path).is_relative_to(Path.cwd()) else path
 
 
 def _finite(values: pd.Series) -> np.ndarray:

@@ -307,3 +307,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser()
     pub.add_arguments(parser.add_subparsers(dest='command').add_parser('pub'))
     return parser
+
+
+def test_report_shows_configs_below_the_working_directory_relative_to_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert pub_report._shown(str(ROOT / 'benchmarks' / 'ungauged' / 'lstm.yml')) == 'benchmarks/ungauged/lstm.yml'
+    assert pub_report._shown(str(tmp_path / 'lstm.yml')) == str(tmp_path / 'lstm.yml')
