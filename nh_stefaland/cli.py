@@ -25,5 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     return modules[args.command].run(args)
 
 
+def console() -> int:
+    """The ``nh-stefaland`` script: :func:`main`, with a wrong input reported in one line and exit status 2."""
+    try:
+        return main()
+    except (ValueError, FileNotFoundError) as error:
+        print(f"nh-stefaland: error: {error}", file=sys.stderr)
+        return 2
+
+
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(console())

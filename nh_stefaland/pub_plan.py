@@ -51,8 +51,8 @@ def settings_from(args: argparse.Namespace) -> tuple[dict, dict]:
         protocol = {'protocol': 'groups', 'folds': None, 'seed': None, 'group_by': args.group_by or 'huc_02',
                     'groups': groups}
     else:
-        protocol = {'protocol': 'random', 'folds': args.folds or 10, 'seed': args.seed, 'group_by': None,
-                    'groups': None}
+        protocol = {'protocol': 'random', 'folds': 10 if args.folds is None else args.folds, 'seed': args.seed,
+                    'group_by': None, 'groups': None}
     basins = load_basin_file(args.basin_file)
     settings = {**protocol, 'basin_file': str(args.basin_file), 'basins': basins,
                 'data_dir': str(args.data_dir.resolve()) if args.data_dir is not None else None,

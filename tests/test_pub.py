@@ -313,3 +313,15 @@ def test_report_shows_configs_below_the_working_directory_relative_to_it(tmp_pat
     monkeypatch.chdir(ROOT)
     assert pub_report._shown(str(ROOT / 'benchmarks' / 'ungauged' / 'lstm.yml')) == 'benchmarks/ungauged/lstm.yml'
     assert pub_report._shown(str(tmp_path / 'lstm.yml')) == str(tmp_path / 'lstm.yml')
+
+
+def test_the_console_script_reports_a_wrong_input_in_one_line(tmp_path, monkeypatch, capsys):
+    lstm = _config(tmp_path, 'lstm', model='cudalstm')
+    common = ['nh-stefaland', 'pub', '--model', f'lstm={lstm}', '--basin-file', str(_basin_file(tmp_path)),
+              '--output-dir', str(tmp_path / 'pub')]
+    for wrong, message in ((['--data-dir', str(tmp_path / 'none')], 'no such folder'),
+                           (['--folds', '0'], '--folds 0 must be between 2 and the number of basins (6)')):
+        monkeypatch.setattr('sys.argv', common + wrong)
+        assert cli.console() == 2
+        error = capsys.readouterr().err
+        assert error.startswith('nh-stefaland: error: ') and message in error and error.count('\n') == 1
