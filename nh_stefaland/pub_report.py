@@ -19,6 +19,7 @@ REPORT_METRICS = ('NSE', 'KGE', 'RMSE', 'Pearson-r', 'FHV', 'FLV')
 # metrics compared pairwise, and whether a higher value is better
 PAIRED_METRICS = {'NSE': True, 'KGE': True, 'RMSE': False}
 BOOTSTRAP_SAMPLES = 2000
+Runs = list[tuple[Path, dict]]  # (run directory, status) of each run, from run_statuses
 
 
 def read_status(directory: Path) -> dict | None:
@@ -27,34 +28,38 @@ def read_status(directory: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def collect(output_dir: Path, order: list[str] = ()) -> tuple[pd.DataFrame, list[dict]]:
+def run_statuses(output_dir: Path) -> Runs:
+    """Directory and status of every run in ``output_dir/runs``; a run's ``label`` is the model folder that holds it."""
+    directories = sorted(path.parent for path in (output_dir / 'runs').glob(f'*/*/{STATUS_FILE}'))
+    return [(directory, {**read_status(directory), 'label': directory.parent.name}) for directory in directories]
+
+
+def collect(folds: pd.DataFrame, runs: Runs, order: list[str] = ()) -> tuple[pd.DataFrame, list[dict]]:
     """Per-basin test metrics of every finished model and fold, and the statuses of the runs that failed.
 
-    A run belongs to the model whose folder holds it (``runs/LABEL/``). Models are sorted in ``order`` (those not in
-    it last, by name), then by fold and basin.
+    ``folds`` is the output directory's folds.csv, ``runs`` its :func:`run_statuses`. Models are sorted in ``order``
+    (those not in it last, by name), then by fold and basin.
 
     Returns
     -------
     tuple[pd.DataFrame, list[dict]]
         Columns ``basin, fold, group, model`` and :data:`REPORT_METRICS`; the failed runs' statuses.
     """
-    folds = pd.read_csv(output_dir / FOLDS_FILE, dtype={'basin': str})
     groups = folds.groupby('fold')['group'].first()
     tables, failed = [], []
-    for status_file in sorted((output_dir / 'runs').glob(f'*/fold_*/{STATUS_FILE}')):
-        if not re.fullmatch(r'fold_\d+', status_file.parent.name):
+    for directory, status in runs:
+        if not re.fullmatch(r'fold_\d+', directory.name):
             continue
-        status = json.loads(status_file.read_text())
-        status['log'] = os.path.normpath(status_file.parent / status['log'])
+        status = {**status, 'log': os.path.normpath(directory / status['log'])}
         if status['state'] != 'done':
             failed.append(status)
             continue
-        metrics = pd.read_csv(status_file.parent / status['metrics_file'], index_col=0, dtype={0: str})
+        metrics = pd.read_csv(directory / status['metrics_file'], index_col=0, dtype={0: str})
         prefix = f"{status['target']}_" if f"{status['target']}_NSE" in metrics.columns else ''
         table = pd.DataFrame({metric: metrics.get(prefix + metric, np.nan) for metric in REPORT_METRICS},
                              index=metrics.index.astype(str))
         fold = int(status['name'].split('_')[1])
-        table.insert(0, 'model', status_file.parent.parent.name)
+        table.insert(0, 'model', status['label'])
         table.insert(0, 'group', groups.get(fold, ''))
         table.insert(0, 'fold', fold)
         tables.append(table.rename_axis('basin').reset_index())
@@ -67,8 +72,8 @@ def collect(output_dir: Path, order: list[str] = ()) -> tuple[pd.DataFrame, list
     return per_basin.astype({'model': str}), failed
 
 
-def run_times(output_dir: Path) -> pd.DataFrame:
-    """Wall-clock minutes of the finished runs, per model.
+def run_times(runs: Runs) -> pd.DataFrame:
+    """Wall-clock minutes of the finished runs (:func:`run_statuses`), per model.
 
     Returns
     -------
@@ -77,12 +82,8 @@ def run_times(output_dir: Path) -> pd.DataFrame:
         without one) and ``total min``. A sum that includes a run without a recorded duration is NaN; the frame is
         empty when no run recorded one.
     """
-    rows = []
-    for status_file in sorted((output_dir / 'runs').glob(f'*/*/{STATUS_FILE}')):
-        status = json.loads(status_file.read_text())
-        if status['state'] == 'done':
-            rows.append({'model': status_file.parent.parent.name, 'pretraining': status['name'].endswith('pretrain'),
-                         'minutes': status.get('seconds', np.nan) / 60})
+    rows = [{'model': status['label'], 'pretraining': status['name'].endswith('pretrain'),
+             'minutes': status.get('seconds', np.nan) / 60} for _, status in runs if status['state'] == 'done']
     runs = pd.DataFrame(rows, columns=['model', 'pretraining', 'minutes'])
     if runs['minutes'].isna().all():
         return pd.DataFrame()
@@ -175,7 +176,9 @@ def write_report(output_dir: Path) -> Path:
     if not (output_dir / SETTINGS_FILE).is_file() or not (output_dir / FOLDS_FILE).is_file():
         raise FileNotFoundError(f"{output_dir} is not an output directory of nh-stefaland pub (no pub.json/folds.csv).")
     settings = json.loads((output_dir / SETTINGS_FILE).read_text())
-    per_basin, failed = collect(output_dir, order=list(settings['models']))
+    folds = pd.read_csv(output_dir / FOLDS_FILE, dtype={'basin': str})
+    runs = run_statuses(output_dir)
+    per_basin, failed = collect(folds, runs, order=list(settings['models']))
     report_dir = output_dir / 'report'
     report_dir.mkdir(exist_ok=True)
     summary, paired = summarise(per_basin), compare_pairs(per_basin)
@@ -183,8 +186,7 @@ def write_report(output_dir: Path) -> Path:
     summary.to_csv(report_dir / 'summary.csv', index=False)
     paired.to_csv(report_dir / 'paired.csv', index=False)
     plot_nse_cdf(per_basin, report_dir / 'nse_cdf.png', title=_protocol_name(settings))
-    folds = pd.read_csv(output_dir / FOLDS_FILE, dtype={'basin': str})
-    markdown = _markdown(settings, folds, per_basin, summary, paired, failed, run_times(output_dir))
+    markdown = _markdown(settings, folds, per_basin, summary, paired, failed, run_times(runs))
     (report_dir / 'report.md').write_text(markdown)
     return report_dir / 'report.md'
 
@@ -227,8 +229,10 @@ def _markdown(settings: dict, folds: pd.DataFrame, per_basin: pd.DataFrame, summ
               "Median over basins of A − B, 95 % percentile-bootstrap interval over basins, and the share of basins "
               "where A is better (higher NSE/KGE, lower RMSE).", "", _table(paired), ""]
     if not times.empty:
+        times = times.reindex([label for label in settings['models'] if label in times.index])
         lines += ["## Run time", "", "Wall-clock minutes of each run (runs side by side with `--jobs` share the "
-                  "cores); blank: no pretraining stage, or a run that did not record its duration.", "", _table(times.reindex([m for m in settings['models'] if m in times.index]).reset_index()), ""]
+                  "cores); blank: no pretraining stage, or a run that did not record its duration.", "",
+                  _table(times.reset_index()), ""]
     by_fold = per_basin.pivot_table(index=['fold', 'group'], columns='model', values='NSE', aggfunc='median')
     by_fold = by_fold[list(per_basin['model'].unique())]
     lines += ["## Median NSE per held-out fold", "", _table(by_fold.reset_index()), "",
