@@ -15,7 +15,7 @@ from neuralhydrology.evaluation.tester import RegressionTester
 from neuralhydrology.training.train import start_training
 from neuralhydrology.utils.config import Config
 
-from nh_stefaland.evaluation import StridedRegressionTester
+from nh_stefaland.nh.strided_tester import StridedRegressionTester
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / 'basin_configs' / 'camels_stefaland.yml'

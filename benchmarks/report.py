@@ -25,7 +25,7 @@ def format_markdown(report: dict) -> str:
                      f"{entry['train']['ms']:.2f} | {inference} | {_mb(entry['train']['peak_mb'])} |")
     tokenizer, floor = report['tokenizer'], report['floor']
     lines += ['', '| tokenizer, forward + backward | ms per batch | peak memory, MB |', '|---|---|---|',
-              f"| vectorised (nh_stefaland.tokens) | {tokenizer['ours']['ms']:.0f} | {_mb(tokenizer['ours']['peak_mb'])} |",
+              f"| vectorised (nh_stefaland.model.tokens) | {tokenizer['ours']['ms']:.0f} | {_mb(tokenizer['ours']['peak_mb'])} |",
               f"| per-variable loop (reference design) | {tokenizer['loop']['ms']:.0f} | "
               f"{_mb(tokenizer['loop']['peak_mb'])} |", '',
               f"Finetuning floor: frozen-encoder inference {floor['frozen_encoder_inference']['ms']:.2f} ms/sample + "

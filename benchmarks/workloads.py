@@ -10,7 +10,7 @@ from neuralhydrology.modelzoo import get_model
 from neuralhydrology.training import get_loss_obj, get_optimizer
 from neuralhydrology.utils.config import Config
 
-from nh_stefaland.tokens import InputTokens
+from nh_stefaland.model.tokens import InputTokens
 
 # the paper's StefaLand (d 256, 4 heads, FFN 512, 4 layers) with a 256-unit decoder, as basin_configs ships it
 STEFALAND = {'stefaland_d_model': 256, 'stefaland_nheads': 4, 'stefaland_dim_feedforward': 512,
@@ -23,14 +23,15 @@ TRANSFORMER = {'transformer_nlayers': 4, 'transformer_nheads': 4, 'transformer_d
                'statics_embedding': {'type': 'fc', 'hiddens': [128], 'activation': 'tanh', 'dropout': 0.0},
                'dynamics_embedding': {'type': 'fc', 'hiddens': [128], 'activation': 'tanh', 'dropout': 0.0}}
 FINETUNE_MODULES = ['adapter', 'decoder', 'head']
+# head and loss of the streamflow workloads (StefaLand's pretraining stage implies its own)
+TASK = {'head': 'regression', 'loss': 'MSE'}
 MODELS = {
-    'stefaland_supervised': {'model': 'stefaland', **STEFALAND},
-    'stefaland_finetune': {'model': 'stefaland', **STEFALAND, 'stefaland_stage': 'finetune', 'is_finetuning': True,
-                           'finetune_modules': FINETUNE_MODULES},
-    'stefaland_pretrain': {'model': 'stefaland', **STEFALAND, 'stefaland_stage': 'pretrain',
-                           'head': 'reconstruction', 'loss': 'reconstruction', 'predict_last_n': 0},
-    'cudalstm': {'model': 'cudalstm', 'initial_forget_bias': 3},
-    'transformer': {'model': 'transformer', **TRANSFORMER},
+    'stefaland_supervised': {'model': 'stefaland', **STEFALAND, **TASK},
+    'stefaland_finetune': {'model': 'stefaland', **STEFALAND, **TASK, 'stefaland_stage': 'finetune',
+                           'is_finetuning': True, 'finetune_modules': FINETUNE_MODULES},
+    'stefaland_pretrain': {'model': 'stefaland', **STEFALAND, 'stefaland_stage': 'pretrain', 'predict_last_n': 0},
+    'cudalstm': {'model': 'cudalstm', 'initial_forget_bias': 3, **TASK},
+    'transformer': {'model': 'transformer', **TRANSFORMER, **TASK},
 }
 
 
@@ -84,7 +85,7 @@ def build(name: str, shape: Shape, device: torch.device, seed: int = 0, **overri
     ``finetune_modules`` as NH's trainer does for ``nh-run finetune``.
     """
     torch.manual_seed(seed)
-    cfg = Config({'model': 'cudalstm', 'head': 'regression', 'loss': 'MSE', 'hidden_size': 256,
+    cfg = Config({'hidden_size': 256,
                   'output_dropout': 0.1, 'seq_length': shape.seq_length, 'predict_last_n': shape.seq_length,
                   'dynamic_inputs': [f'forcing_{i:02d}' for i in range(shape.n_dynamic)],
                   'static_attributes': [f'attribute_{i:02d}' for i in range(shape.n_static)],
@@ -124,12 +125,12 @@ def frozen_encoder_floor(workload: Workload) -> tuple[Callable[[], None], Callab
 
     with torch.no_grad():
         model.eval()
-        hidden = model.encode(batch)  # [B, T+1, D]
+        states = model.encode(batch)  # [B, T+1, D]
     tokens, encoder = model.tokens, model.encoder
     step = workload.training_step()
 
     def decoder_step():
-        model.tokens, model.encoder = _Constant(None), _Constant(hidden)
+        model.tokens, model.encoder = _Constant(None), _Constant(states)
         try:
             step()
         finally:
@@ -185,14 +186,14 @@ class _Constant(nn.Module):
 
 
 def _variable_mlps(embedding) -> list[nn.Sequential]:
-    hidden, d_model = embedding.hidden, embedding.weight_out.shape[1]
+    width, d_model = embedding.width, embedding.weight_out.shape[1]
     mlps = []
     for index in range(embedding.n_variables):
-        mlp = nn.Sequential(nn.Linear(1, hidden), nn.GELU(), nn.Dropout(embedding.dropout.p), nn.Linear(hidden, d_model))
+        mlp = nn.Sequential(nn.Linear(1, width), nn.GELU(), nn.Dropout(embedding.dropout.p), nn.Linear(width, d_model))
         with torch.no_grad():
             mlp[0].weight.copy_(embedding.weight_in[index].unsqueeze(1))
             mlp[0].bias.copy_(embedding.bias_in[index])
-            mlp[3].weight.copy_(embedding.weight_out[index * hidden:(index + 1) * hidden].T)
+            mlp[3].weight.copy_(embedding.weight_out[index * width:(index + 1) * width].T)
             mlp[3].bias.copy_(embedding.bias_out[index])
         mlps.append(mlp)
     return mlps

@@ -16,7 +16,7 @@ from ruamel.yaml import YAML
 
 from neuralhydrology.nh_run import eval_run, finetune, start_run
 
-from nh_stefaland import cli
+from nh_stefaland.tools import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAIN = ROOT / 'basin_configs' / 'camels_stefaland_pretrain.yml'

@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 
 def register() -> None:
-    """Register StefaLand's model, head, loss and config keys with NeuralHydrology (idempotent)."""
-    from nh_stefaland.registration import register_all
+    """Register StefaLand's model, loss, testers, trainers and config keys with NeuralHydrology (idempotent)."""
+    from nh_stefaland.nh.registration import register_all
 
     register_all()

@@ -6,7 +6,7 @@ from ruamel.yaml import YAML
 
 from neuralhydrology.utils.config import Config
 
-from nh_stefaland import config
+from nh_stefaland.model import settings as config
 
 
 def test_keys_have_defaults_when_absent(get_config):

@@ -4,7 +4,7 @@ import torch
 
 from neuralhydrology.modelzoo import get_model
 
-from nh_stefaland.encoder import Encoder
+from nh_stefaland.model.encoder import Encoder
 
 
 def test_bf16_autocast_leaves_cpu_results_unchanged():

@@ -11,7 +11,7 @@ from neuralhydrology.evaluation.evaluate import start_evaluation
 from neuralhydrology.evaluation.tester import RegressionTester, UncertaintyTester
 from neuralhydrology.training.train import start_training
 
-from nh_stefaland.evaluation import (StridedRegressionTester, StridedUncertaintyTester, covering_windows,
+from nh_stefaland.nh.strided_tester import (StridedRegressionTester, StridedUncertaintyTester, covering_windows,
                                      stitch_windows)
 
 PREDICT_LAST_N = 10

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from nh_stefaland.losses import masked_mse
-from nh_stefaland.masking import (DEFAULT_ATTRIBUTE_GROUPS, _windows_needed, attribute_group_ids, group_mask,
+from nh_stefaland.nh.losses import masked_mse
+from nh_stefaland.model.masking import (DEFAULT_ATTRIBUTE_GROUPS, _windows_needed, attribute_group_ids, group_mask,
                                   window_mask)
 
 

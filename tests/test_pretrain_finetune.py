@@ -19,7 +19,7 @@ from neuralhydrology.training import get_loss_obj
 from neuralhydrology.training.train import start_training
 from neuralhydrology.utils.config import Config
 
-from nh_stefaland import cli
+from nh_stefaland.tools import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -218,8 +218,8 @@ def test_reconstruction_hides_missing_values_and_loss_weights_parts(get_config):
     batch['x_d']['temperature_2m_mean'][0, :10] = float('nan')
     batch['x_s'][1, model.static_attributes.index('area')] = float('nan')
     output = model(batch)
-    assert output['x_hidden_mask'][0, :10, 1].all() and output['static_hidden_mask'][1, 0]
-    assert not output['static_hidden_mask'][[0, 2, 3], model.encoder_attributes.index('area')].any()
+    assert output['x_mask'][0, :10, 1].all() and output['static_mask'][1, 0]
+    assert not output['static_mask'][[0, 2, 3], model.encoder_attributes.index('area')].any()
     assert torch.isfinite(output['x_hat']).all() and torch.isfinite(output['static_hat']).all()
     total, parts = get_loss_obj(cfg)(output, batch)
     torch.testing.assert_close(total, parts['dynamic_loss'] + 0.25 * parts['static_loss'])
@@ -238,3 +238,35 @@ def test_shipped_pretraining_and_finetuning_configs_build_their_models():
     tuned.load_state_dict(model.state_dict())
     for key, tensor in model.state_dict().items():
         assert torch.equal(tuned.state_dict()[key], tensor)
+
+
+def test_the_stage_alone_makes_a_pretraining_run(get_config):
+    cfg = get_config('caravan_pretrain')
+    assert 'head' not in cfg.as_dict() and 'loss' not in cfg.as_dict()
+    assert cfg.head == 'reconstruction' and cfg.loss == 'reconstruction'
+    assert type(get_loss_obj(cfg)).__name__ == 'ReconstructionLoss'
+    assert get_model(cfg).module_parts == ['tokens', 'encoder', 'reconstruction_decoder']
+
+
+def test_a_written_reconstruction_head_and_loss_are_accepted_with_a_note(get_config, caplog):
+    caplog.set_level(logging.INFO)
+    model = get_model(get_config('caravan_pretrain', head='reconstruction', loss='reconstruction'))
+    assert model.stage == 'pretrain'
+    assert "head: reconstruction and loss: reconstruction can go" in caplog.text
+
+
+@pytest.mark.parametrize('overrides, message', [
+    ({'head': 'regression'}, "head: regression contradicts it"),
+    ({'loss': 'NSE'}, "loss: NSE contradicts it"),
+])
+def test_a_head_or_loss_that_contradicts_pretraining_fails_clearly(get_config, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        get_model(get_config('caravan_pretrain', **overrides))
+
+
+def test_the_stage_implies_nothing_for_other_models_and_stages(get_config):
+    cfg = get_config('caravan_sample')
+    assert cfg.head == 'regression'
+    lstm = Config({'model': 'cudalstm', 'stefaland_stage': 'pretrain'})
+    with pytest.raises(ValueError, match="head"):
+        lstm.head

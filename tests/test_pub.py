@@ -11,8 +11,10 @@ from neuralhydrology.datasetzoo import get_dataset
 from neuralhydrology.datautils.utils import load_scaler
 from neuralhydrology.utils.config import Config
 
-from nh_stefaland import cli, pub, pub_folds, pub_leakage, pub_plan, pub_report, pub_runs
-from nh_stefaland.pub_report import REPORT_METRICS
+from nh_stefaland.tools import cli
+from nh_stefaland.tools.pub import cli as pub, folds as pub_folds, leakage as pub_leakage, plan as pub_plan
+from nh_stefaland.tools.pub import report as pub_report, runs as pub_runs
+from nh_stefaland.tools.pub.report import REPORT_METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / 'examples' / 'data' / 'caravan_camels_sample'

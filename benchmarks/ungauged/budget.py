@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from nh_stefaland import cli
+from nh_stefaland.tools import cli
 
 HERE = Path(__file__).resolve().parent
 MODELS = {'lstm': ('lstm.yml', None), 'stefaland': ('stefaland.yml', None),  # label: (config, pretraining)

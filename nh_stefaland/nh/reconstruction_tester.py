@@ -12,13 +12,13 @@ from neuralhydrology.datasetzoo.basedataset import BaseDataset
 from neuralhydrology.evaluation.tester import BaseTester
 from neuralhydrology.training.logger import Logger
 
-from nh_stefaland.runs import basin_dataset, mask_generator, window_batches
+from nh_stefaland.nh.windows import basin_dataset, mask_generator, window_batches
 
 LOGGER = logging.getLogger(__name__)
 
 
 class ReconstructionTester(BaseTester):
-    """Tester NH picks for ``head: reconstruction``.
+    """Tester of pretraining runs (``stefaland_stage: pretrain`` implies ``head: reconstruction``).
 
     Each basin's period is cut into non-overlapping windows, masked with the run's masking (seeded with the run's
     ``seed``, so every validation sees the same masks) and reconstructed. The dynamic, static and total

@@ -11,9 +11,9 @@ import pandas as pd
 from neuralhydrology.datautils.utils import load_basin_file
 from neuralhydrology.utils.config import Config
 
-from nh_stefaland import pub_folds, pub_leakage
-from nh_stefaland.pub_report import FOLDS_FILE, SETTINGS_FILE
-from nh_stefaland.pub_runs import Task
+from nh_stefaland.tools.pub import folds as pub_folds, leakage as pub_leakage
+from nh_stefaland.tools.pub.report import FOLDS_FILE, SETTINGS_FILE
+from nh_stefaland.tools.pub.runs import Task
 
 LOGGER = logging.getLogger(__name__)
 

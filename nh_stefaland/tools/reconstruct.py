@@ -12,7 +12,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from nh_stefaland.runs import basin_dataset, load_run, mask_generator, window_batches
+from neuralhydrology.datautils.utils import load_basin_file
+
+from nh_stefaland.nh.windows import basin_dataset, mask_generator, window_batches
+from nh_stefaland.tools.runs import load_run
 
 METHODS = ('stefaland', 'mean', 'interpolation')
 
@@ -44,13 +47,13 @@ def reconstruct_period(cfg, model: torch.nn.Module, scaler: dict, period: str) -
     Returns
     -------
     dict[str, np.ndarray]
-        ``x_hat``, ``x_target``, ``x_hidden_mask`` [N, T, F]; ``static_hat``, ``static_target``,
-        ``static_hidden_mask`` [N, C]; ``date`` [N, T]; ``basin`` [N] — N windows of all basins.
+        ``x_hat``, ``x_target``, ``x_mask`` [N, T, F]; ``static_hat``, ``static_target``,
+        ``static_mask`` [N, C]; ``date`` [N, T]; ``basin`` [N] — N windows of all basins.
     """
     device = next(model.parameters()).device
     generator = mask_generator(cfg.seed, device)
-    basins = [line.strip() for line in cfg.test_basin_file.read_text().splitlines() if line.strip()]
-    keys = ('x_hat', 'x_target', 'x_hidden_mask', 'static_hat', 'static_target', 'static_hidden_mask')
+    basins = load_basin_file(cfg.test_basin_file)
+    keys = ('x_hat', 'x_target', 'x_mask', 'static_hat', 'static_target', 'static_mask')
     collected = {key: [] for key in keys + ('date', 'basin')}
     for basin in basins:
         dataset = basin_dataset(cfg, basin, period, scaler)
@@ -70,28 +73,28 @@ def reconstruct_period(cfg, model: torch.nn.Module, scaler: dict, period: str) -
 
 def skill_table(outputs: dict[str, np.ndarray], dynamic_names: list[str], static_names: list[str]) -> pd.DataFrame:
     """RMSE and NSE per variable (and for all static attributes together) on hidden, observed positions."""
-    interpolation = interpolate_hidden(outputs['x_target'], outputs['x_hidden_mask'])
+    interpolation = interpolate_masked(outputs['x_target'], outputs['x_mask'])
     rows = {}
     for index, name in enumerate(dynamic_names):
         estimates = {'stefaland': outputs['x_hat'][..., index], 'interpolation': interpolation[..., index]}
-        rows[name] = _scores('dynamic', outputs['x_target'][..., index], outputs['x_hidden_mask'][..., index],
+        rows[name] = _scores('dynamic', outputs['x_target'][..., index], outputs['x_mask'][..., index],
                              estimates)
     for index, name in enumerate(static_names):
-        rows[name] = _scores('static', outputs['static_target'][:, index], outputs['static_hidden_mask'][:, index],
+        rows[name] = _scores('static', outputs['static_target'][:, index], outputs['static_mask'][:, index],
                              {'stefaland': outputs['static_hat'][:, index]})
-    rows['static attributes (all)'] = _scores('static', outputs['static_target'], outputs['static_hidden_mask'],
+    rows['static attributes (all)'] = _scores('static', outputs['static_target'], outputs['static_mask'],
                                               {'stefaland': outputs['static_hat']})
     return pd.DataFrame(rows).T.rename_axis('variable')
 
 
-def interpolate_hidden(values: np.ndarray, hidden: np.ndarray) -> np.ndarray:
+def interpolate_masked(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Linear interpolation along time across hidden spans, from the nearest visible observed values.
 
     Parameters
     ----------
     values : np.ndarray
         Normalised values [N, T, F], NaN where missing.
-    hidden : np.ndarray
+    mask : np.ndarray
         Bool [N, T, F], True = hidden.
 
     Returns
@@ -101,7 +104,7 @@ def interpolate_hidden(values: np.ndarray, hidden: np.ndarray) -> np.ndarray:
         value, and a variable with no visible value in the window the mean (0).
     """
     length = values.shape[1]
-    visible = ~hidden & ~np.isnan(values)
+    visible = ~mask & ~np.isnan(values)
     days = np.arange(length)[None, :, None]
     before = np.maximum.accumulate(np.where(visible, days, -1), axis=1)
     after = np.flip(np.minimum.accumulate(np.flip(np.where(visible, days, length), axis=1), axis=1), axis=1)
@@ -122,20 +125,20 @@ def plot_example(outputs: dict[str, np.ndarray], names: list[str], path: Path) -
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    scored = outputs['x_hidden_mask'] & ~np.isnan(outputs['x_target'])
+    scored = outputs['x_mask'] & ~np.isnan(outputs['x_target'])
     window = int(scored.sum(axis=(1, 2)).argmax())
     dates = pd.to_datetime(outputs['date'][window])
-    interpolation = interpolate_hidden(outputs['x_target'][window:window + 1],
-                                       outputs['x_hidden_mask'][window:window + 1])[0]  # [T, F]
+    interpolation = interpolate_masked(outputs['x_target'][window:window + 1],
+                                       outputs['x_mask'][window:window + 1])[0]  # [T, F]
     figure, axes = plt.subplots(len(names), 1, figsize=(10, 2.4 * len(names)), sharex=True, squeeze=False)
     for index, (name, axis) in enumerate(zip(names, axes[:, 0])):
-        hidden = outputs['x_hidden_mask'][window, :, index]
-        axis.fill_between(dates, 0, 1, where=hidden, transform=axis.get_xaxis_transform(), color='0.85',
+        mask = outputs['x_mask'][window, :, index]
+        axis.fill_between(dates, 0, 1, where=mask, transform=axis.get_xaxis_transform(), color='0.85',
                           step='mid', label='masked')
         axis.plot(dates, outputs['x_target'][window, :, index], color='black', lw=1, label='observed')
-        axis.plot(dates, np.where(hidden, outputs['x_hat'][window, :, index], np.nan), color='tab:red', lw=1.2,
+        axis.plot(dates, np.where(mask, outputs['x_hat'][window, :, index], np.nan), color='tab:red', lw=1.2,
                   label='StefaLand')
-        axis.plot(dates, np.where(hidden, interpolation[:, index], np.nan), color='tab:blue', lw=1, ls='--',
+        axis.plot(dates, np.where(mask, interpolation[:, index], np.nan), color='tab:blue', lw=1, ls='--',
                   label='interpolation')
         axis.set_ylabel(f'{name}\n(normalised)', fontsize=8)
     axes[0, 0].set_title(f"Masked reconstruction, basin {outputs['basin'][window]}")
@@ -145,8 +148,8 @@ def plot_example(outputs: dict[str, np.ndarray], names: list[str], path: Path) -
     plt.close(figure)
 
 
-def _scores(kind: str, observed: np.ndarray, hidden: np.ndarray, estimates: dict[str, np.ndarray]) -> dict:
-    scored = hidden & ~np.isnan(observed)
+def _scores(kind: str, observed: np.ndarray, mask: np.ndarray, estimates: dict[str, np.ndarray]) -> dict:
+    scored = mask & ~np.isnan(observed)
     truth = observed[scored]
     candidates = {method: estimates[method][scored] if method in estimates else None for method in METHODS}
     candidates['mean'] = np.zeros_like(truth)

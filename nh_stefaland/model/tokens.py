@@ -21,18 +21,18 @@ class VariableEmbedding(nn.Module):
         Number of variables V.
     d_model : int
         Token width D.
-    hidden : int
+    width : int
         Hidden width h of each variable's MLP.
     dropout : float
         Dropout after the GELU.
     """
 
-    def __init__(self, n_variables: int, d_model: int, hidden: int = 64, dropout: float = 0.1):
+    def __init__(self, n_variables: int, d_model: int, width: int = 64, dropout: float = 0.1):
         super().__init__()
-        self.n_variables, self.hidden = n_variables, hidden
-        self.weight_in = nn.Parameter(torch.empty(n_variables, hidden))  # Linear(1→h) per variable
-        self.bias_in = nn.Parameter(torch.empty(n_variables, hidden))
-        self.weight_out = nn.Parameter(torch.empty(n_variables * hidden, d_model))  # Linear(h→D) per variable
+        self.n_variables, self.width = n_variables, width
+        self.weight_in = nn.Parameter(torch.empty(n_variables, width))  # Linear(1→h) per variable
+        self.bias_in = nn.Parameter(torch.empty(n_variables, width))
+        self.weight_out = nn.Parameter(torch.empty(n_variables * width, d_model))  # Linear(h→D) per variable
         self.bias_out = nn.Parameter(torch.empty(n_variables, d_model))
         self.mask_vectors = nn.Parameter(torch.empty(n_variables, d_model))
         self.dropout = nn.Dropout(dropout)
@@ -42,19 +42,19 @@ class VariableEmbedding(nn.Module):
         """The initialisation nn.Linear would give each variable's own layers; mask vectors ~ N(0, 0.02)."""
         nn.init.uniform_(self.weight_in, -1.0, 1.0)
         nn.init.uniform_(self.bias_in, -1.0, 1.0)
-        bound = 1.0 / math.sqrt(self.hidden)
+        bound = 1.0 / math.sqrt(self.width)
         nn.init.uniform_(self.weight_out, -bound, bound)
         nn.init.uniform_(self.bias_out, -bound, bound)
         nn.init.normal_(self.mask_vectors, std=0.02)
 
-    def forward(self, values: torch.Tensor, hidden_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Embed and sum the variables of every position.
 
         Parameters
         ----------
         values : torch.Tensor
-            Normalised values [..., V]; entries under ``hidden_mask`` may hold anything, NaN included.
-        hidden_mask : torch.Tensor
+            Normalised values [..., V]; entries under ``mask`` may hold anything, NaN included.
+        mask : torch.Tensor
             Bool [..., V], True = hidden from the encoder (masked or missing): the mask vector replaces the value.
 
         Returns
@@ -62,13 +62,14 @@ class VariableEmbedding(nn.Module):
         torch.Tensor
             One token per position [..., D].
         """
-        visible = (~hidden_mask).to(self.weight_out.dtype)  # [..., V]
-        values = values.masked_fill(hidden_mask, 0.0).unsqueeze(-1)  # [..., V, 1]
+        visible = (~mask).to(self.weight_out.dtype)  # [..., V]
+        values = values.masked_fill(mask, 0.0).unsqueeze(-1)  # [..., V, 1]
         pre_activation = torch.addcmul(self.bias_in, values, self.weight_in)  # [..., V, h]
         keep = self.dropout(visible.unsqueeze(-1).expand_as(pre_activation))  # 0 where hidden or dropped
-        hidden = (F.gelu(pre_activation) * keep).flatten(-2)  # [..., V·h]
+        activations = (F.gelu(pre_activation) * keep).flatten(-2)  # [..., V·h]
         fixed = torch.cat([visible, 1.0 - visible], dim=-1) @ torch.cat([self.bias_out, self.mask_vectors])  # [..., D]
-        tokens = torch.addmm(fixed.reshape(-1, fixed.shape[-1]), hidden.reshape(-1, hidden.shape[-1]), self.weight_out)
+        tokens = torch.addmm(fixed.reshape(-1, fixed.shape[-1]), activations.reshape(-1, activations.shape[-1]),
+                             self.weight_out)
         return tokens.view(fixed.shape)  # [..., D]
 
 
@@ -85,18 +86,18 @@ class InputTokens(nn.Module):
         Token width D.
     max_length : int
         Longest window T the positions cover.
-    hidden : int
+    width : int
         Hidden width of each variable's MLP.
     dropout : float
         Dropout inside each variable's MLP.
     """
 
-    def __init__(self, n_dynamic: int, n_static: int, d_model: int, max_length: int, hidden: int = 64,
+    def __init__(self, n_dynamic: int, n_static: int, d_model: int, max_length: int, width: int = 64,
                  dropout: float = 0.1):
         super().__init__()
         self.max_length = max_length
-        self.dynamic = VariableEmbedding(n_dynamic, d_model, hidden=hidden, dropout=dropout)
-        self.static = VariableEmbedding(n_static, d_model, hidden=hidden, dropout=dropout)
+        self.dynamic = VariableEmbedding(n_dynamic, d_model, width=width, dropout=dropout)
+        self.static = VariableEmbedding(n_static, d_model, width=width, dropout=dropout)
         self.positions = nn.Parameter(torch.empty(max_length + 1, d_model).uniform_(-0.02, 0.02))
 
     def forward(self, dynamic: torch.Tensor, dynamic_mask: torch.Tensor, static: torch.Tensor,

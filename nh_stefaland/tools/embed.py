@@ -13,7 +13,10 @@ import pandas as pd
 import torch
 import xarray
 
-from nh_stefaland.runs import basin_dataset, load_run, window_batches
+from neuralhydrology.datautils.utils import load_basin_file
+
+from nh_stefaland.nh.windows import basin_dataset, window_batches
+from nh_stefaland.tools.runs import load_run
 
 LOGGER = logging.getLogger(__name__)
 
@@ -33,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Write the embeddings and print the file's path."""
     cfg, model, scaler, epoch = load_run(args.run_dir, args.epoch)
-    basins = [line.strip() for line in args.basin_file.read_text().splitlines() if line.strip()]
+    basins = load_basin_file(args.basin_file)
     embeddings = embed_basins(cfg, model, scaler, basins, args.period, daily=args.daily)
     embeddings.attrs.update({'run_dir': str(args.run_dir), 'epoch': epoch, 'period': args.period})
     path = args.output or args.run_dir / f'embeddings_{args.period}_epoch{epoch:03d}.nc'

@@ -5,10 +5,10 @@ import sys
 
 # sub-command → (module exposing `add_arguments(parser)` and `run(args) -> int`, one-line help)
 COMMANDS = {
-    'pub': ('nh_stefaland.pub', "Ungauged-basin (PUB) and ungauged-region (PUR) tests over basin folds, with a report."),
-    'reconstruct': ('nh_stefaland.reconstruct', "Masked-reconstruction skill of a run (RMSE, NSE per variable) against "
+    'pub': ('nh_stefaland.tools.pub.cli', "Ungauged-basin (PUB) and ungauged-region (PUR) tests over basin folds, with a report."),
+    'reconstruct': ('nh_stefaland.tools.reconstruct', "Masked-reconstruction skill of a run (RMSE, NSE per variable) against "
                     "mean imputation and linear interpolation; writes a CSV and a PNG into the run directory."),
-    'embed': ('nh_stefaland.embed', "Per-basin (and, with --daily, per-day) encoder embeddings of a run as NetCDF."),
+    'embed': ('nh_stefaland.tools.embed', "Per-basin (and, with --daily, per-day) encoder embeddings of a run as NetCDF."),
 }
 
 

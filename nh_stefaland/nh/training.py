@@ -15,7 +15,7 @@ from neuralhydrology.datasetzoo.basedataset import BaseDataset
 from neuralhydrology.training.basetrainer import BaseTrainer
 from neuralhydrology.utils.config import Config
 
-from nh_stefaland import config
+from nh_stefaland.model.checks import encoder_variables
 
 LOGGER = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def check_finetuning(cfg: Config) -> None:
         if getattr(cfg, key) != getattr(base, key):
             raise ValueError(f"{key}={getattr(cfg, key)} differs from the pretraining run's "
                              f"{key}={getattr(base, key)}: the pretrained encoder was built with the latter.")
-    base_inputs, base_attributes = config.encoder_variables(base)
+    base_inputs, base_attributes = encoder_variables(base)
     _check_same_variables('stefaland_encoder_inputs', cfg.stefaland_encoder_inputs, base_inputs)
     _check_same_variables('stefaland_encoder_attributes', cfg.stefaland_encoder_attributes, base_attributes)
     cfg.update_config({'stefaland_encoder_inputs': base_inputs, 'stefaland_encoder_attributes': base_attributes})

@@ -1,46 +1,59 @@
 """What nh_stefaland adds to NeuralHydrology, and the only place that patches it.
 
-NeuralHydrology resolves models, heads, losses and testers with hard-coded if/elif functions that its callers bind
+NeuralHydrology resolves models, losses, testers and trainers with hard-coded if/elif functions that its callers bind
 early (``from neuralhydrology.modelzoo import get_model``). Each resolver is therefore wrapped (our names first,
 NeuralHydrology's original otherwise) and every loaded ``neuralhydrology*`` module attribute that *is* the original
-is rebound to the wrapper. Config keys become ``Config`` properties, so NH's own key check accepts them.
+is rebound to the wrapper. Config keys become ``Config`` properties, so NH's own key check accepts them, and a
+StefaLand pretraining config gets ``head``/``loss: reconstruction`` from its stage.
+
+This module imports only the standard library at import time: the import hook reads :data:`PATCHES` when Python
+starts. Everything StefaLand-specific is imported inside the wrappers.
 """
 import importlib
-import logging
 import sys
 from types import ModuleType
 from typing import Any, Callable
 
-from nh_stefaland import config
-from nh_stefaland._bootstrap import PATCHED_MODULES
-
-LOGGER = logging.getLogger(__name__)
-
 MODEL_NAMES = ('stefaland',)
-HEAD_NAMES = ('reconstruction',)
-LOSS_NAMES = ('reconstruction',)
+RECONSTRUCTION = 'reconstruction'  # the head and loss of stefaland_stage: pretrain
 _WRAPPED = '__nh_stefaland_original__'
 
 
 def register_all() -> None:
-    """Import and patch every NeuralHydrology module that holds a resolver (idempotent)."""
-    for name in sorted(PATCHED_MODULES):
+    """Import and patch every NeuralHydrology module of :data:`PATCHES` (idempotent)."""
+    for name in sorted(PATCHES):
         patch_module(importlib.import_module(name))
 
 
 def patch_module(module: ModuleType) -> None:
     """Apply the patch that belongs to one freshly executed NeuralHydrology module (idempotent)."""
-    patch = _PATCHES.get(module.__name__)
+    patch = PATCHES.get(module.__name__)
     if patch is not None:
         patch(module)
 
 
+def is_stefaland(cfg) -> bool:
+    """Whether a NeuralHydrology config trains StefaLand."""
+    return cfg.model.lower() in MODEL_NAMES
+
+
 def _patch_config(module: ModuleType) -> None:
+    from nh_stefaland.model.settings import KEYS
+
     config_class = module.Config
-    for name, key in config.KEYS.items():
+    for name, key in KEYS.items():
         if not isinstance(getattr(config_class, name, None), property):
-            setattr(config_class, name, _key_property(name, key.default))
+            setattr(config_class, name, _key_property(name, key.default, key.doc))
+    for name in ('head', 'loss'):
+        _replace_property(config_class, name, _implied_by_stage)
     _replace(module.Config, '_check_cfg_keys', staticmethod(_wrap_key_check(config_class._check_cfg_keys)))
+
+
+def _implied_by_stage(cfg_dict: dict, name: str) -> str | None:
+    """``reconstruction`` for an unset ``head``/``loss`` of a StefaLand pretraining config, else None."""
+    pretraining = (str(cfg_dict.get('model', '')).lower() in MODEL_NAMES
+                   and cfg_dict.get('stefaland_stage') == 'pretrain')
+    return RECONSTRUCTION if pretraining and cfg_dict.get(name) is None else None
 
 
 def _patch_modelzoo(module: ModuleType) -> None:
@@ -49,8 +62,8 @@ def _patch_modelzoo(module: ModuleType) -> None:
 
 def _wrap_get_model(original: Callable) -> Callable:
     def get_model(cfg):
-        if cfg.model.lower() in MODEL_NAMES:
-            from nh_stefaland.model import StefaLand
+        if is_stefaland(cfg):
+            from nh_stefaland.model.stefaland import StefaLand
 
             return StefaLand(cfg=cfg)
         return original(cfg)
@@ -64,35 +77,18 @@ def _patch_evaluation(module: ModuleType) -> None:
 
 def _wrap_get_tester(original: Callable) -> Callable:
     def get_tester(cfg, run_dir, period, init_model):
-        if cfg.head.lower() in HEAD_NAMES:
-            from nh_stefaland.reconstruction_tester import ReconstructionTester
+        if cfg.head.lower() == RECONSTRUCTION:
+            from nh_stefaland.nh.reconstruction_tester import ReconstructionTester
 
             return ReconstructionTester(cfg=cfg, run_dir=run_dir, period=period, init_model=init_model)
-        if cfg.model.lower() in MODEL_NAMES:
-            from nh_stefaland import evaluation
+        if is_stefaland(cfg):
+            from nh_stefaland.nh import strided_tester
 
-            if evaluation.strides_evaluation(cfg):
-                return evaluation.get_tester(cfg, run_dir, period, init_model)
+            if strided_tester.strides_evaluation(cfg):
+                return strided_tester.get_tester(cfg, run_dir, period, init_model)
         return original(cfg=cfg, run_dir=run_dir, period=period, init_model=init_model)
 
     return get_tester
-
-
-def _patch_head(module: ModuleType) -> None:
-    _replace(module, 'get_head', _wrap_get_head(module.get_head))
-
-
-def _wrap_get_head(original: Callable) -> Callable:
-    def get_head(cfg, n_in: int, n_out: int):
-        if cfg.head.lower() in HEAD_NAMES:
-            from nh_stefaland.reconstruction import ReconstructionHead
-
-            n_dynamic = len(config.encoder_variables(cfg)[0])
-            return ReconstructionHead(n_in=n_in, n_dynamic=n_dynamic, n_static=n_out - n_dynamic,
-                                      hidden=cfg.stefaland_reconstruction_hidden)
-        return original(cfg=cfg, n_in=n_in, n_out=n_out)
-
-    return get_head
 
 
 def _patch_training(module: ModuleType) -> None:
@@ -101,8 +97,8 @@ def _patch_training(module: ModuleType) -> None:
 
 def _wrap_get_loss_obj(original: Callable) -> Callable:
     def get_loss_obj(cfg):
-        if cfg.loss.lower() in LOSS_NAMES:
-            from nh_stefaland.losses import ReconstructionLoss
+        if cfg.loss.lower() == RECONSTRUCTION:
+            from nh_stefaland.nh.losses import ReconstructionLoss
 
             return ReconstructionLoss(cfg)
         return original(cfg)
@@ -116,8 +112,8 @@ def _patch_train(module: ModuleType) -> None:
 
 def _wrap_start_training(original: Callable) -> Callable:
     def start_training(cfg):
-        if cfg.model.lower() in MODEL_NAMES or cfg.head.lower() in HEAD_NAMES:
-            from nh_stefaland import training
+        if is_stefaland(cfg) or cfg.head.lower() == RECONSTRUCTION:
+            from nh_stefaland.nh import training
 
             return training.start_training(cfg)
         return original(cfg)
@@ -130,7 +126,9 @@ def _wrap_key_check(original: Callable) -> Callable:
         try:
             original(cfg)
         except ValueError as error:
-            hint = config.suggest([k for k in cfg if not isinstance(getattr(_config_class(), k, None), property)])
+            from nh_stefaland.model.settings import suggest
+
+            hint = suggest([k for k in cfg if not isinstance(getattr(_config_class(), k, None), property)])
             if hint:
                 raise ValueError(f"{error} Unknown: {hint}.") from None
             raise
@@ -142,7 +140,7 @@ def _config_class():
     return sys.modules['neuralhydrology.utils.config'].Config
 
 
-def _key_property(name: str, default: Any) -> property:
+def _key_property(name: str, default: Any, doc: str) -> property:
     def getter(self):
         value = self._cfg.get(name)
         return default if value is None else value
@@ -150,7 +148,21 @@ def _key_property(name: str, default: Any) -> property:
     def setter(self, value):
         self._cfg[name] = value
 
-    return property(getter, setter, doc=config.KEYS[name].doc)
+    return property(getter, setter, doc=doc)
+
+
+def _replace_property(owner: type, name: str, implied: Callable[[dict, str], Any]) -> None:
+    """Let ``owner.name`` return ``implied(cfg_dict, name)`` when that is not None, NH's getter otherwise."""
+    original = owner.__dict__[name]
+    if getattr(original.fget, _WRAPPED, None) is not None:
+        return
+
+    def getter(self):
+        value = implied(self._cfg, name)
+        return original.fget(self) if value is None else value
+
+    setattr(getter, _WRAPPED, original.fget)
+    setattr(owner, name, property(getter, original.fset, original.fdel, original.__doc__))
 
 
 def _replace(owner: Any, attribute: str, wrapper: Any) -> None:
@@ -170,10 +182,10 @@ def _replace(owner: Any, attribute: str, wrapper: Any) -> None:
                     setattr(loaded, alias, function)
 
 
-_PATCHES: dict[str, Callable[[ModuleType], None]] = {
+# the NeuralHydrology modules that are patched, each with its patch: the import hook watches exactly these
+PATCHES: dict[str, Callable[[ModuleType], None]] = {
     'neuralhydrology.utils.config': _patch_config,
     'neuralhydrology.modelzoo': _patch_modelzoo,
-    'neuralhydrology.modelzoo.head': _patch_head,
     'neuralhydrology.training': _patch_training,
     'neuralhydrology.training.train': _patch_train,
     'neuralhydrology.evaluation': _patch_evaluation,

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     import nh_stefaland
-    from nh_stefaland import pub_plan, pub_report, pub_runs
+    from nh_stefaland.tools.pub import plan as pub_plan, report as pub_report, runs as pub_runs
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format='%(message)s', stream=sys.stdout)

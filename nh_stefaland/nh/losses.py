@@ -1,10 +1,10 @@
-"""Masked reconstruction loss of pretraining (``loss: reconstruction``)."""
+"""Masked reconstruction loss of pretraining (``stefaland_stage: pretrain`` implies ``loss: reconstruction``)."""
 import torch
 
 from neuralhydrology.training.loss import BaseLoss
 from neuralhydrology.utils.config import Config
 
-from nh_stefaland import config
+from nh_stefaland.model.settings import Settings
 
 
 class ReconstructionLoss(BaseLoss):
@@ -28,9 +28,9 @@ class ReconstructionLoss(BaseLoss):
         super().__init__(cfg, prediction_keys=['x_hat', 'static_hat'], ground_truth_keys=[])
         if cfg.regularization:
             raise ValueError(f"loss: reconstruction does not combine with regularization={cfg.regularization}.")
-        settings = config.resolve(cfg.as_dict())
-        self._dynamic_weight = settings['stefaland_dynamic_loss_weight']
-        self._static_weight = settings['stefaland_static_loss_weight']
+        settings = Settings.from_config(cfg)
+        self._dynamic_weight = settings.dynamic_loss_weight
+        self._static_weight = settings.static_loss_weight
 
     def forward(self, prediction: dict[str, torch.Tensor],
                 data: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -39,8 +39,8 @@ class ReconstructionLoss(BaseLoss):
         Parameters
         ----------
         prediction : dict[str, torch.Tensor]
-            ``x_hat``, ``x_target``, ``x_hidden_mask`` [B, T, F] and ``static_hat``, ``static_target``,
-            ``static_hidden_mask`` [B, C], as returned by ``StefaLand.reconstruct``.
+            ``x_hat``, ``x_target``, ``x_mask`` [B, T, F] and ``static_hat``, ``static_target``, ``static_mask``
+            [B, C], as returned by ``StefaLand.reconstruct``.
         data : dict[str, torch.Tensor]
             The NH batch.
 
@@ -49,13 +49,13 @@ class ReconstructionLoss(BaseLoss):
         tuple[torch.Tensor, dict[str, torch.Tensor]]
             The total loss and its parts ``dynamic_loss``, ``static_loss``, ``total_loss``.
         """
-        dynamic = masked_mse(prediction['x_hat'], prediction['x_target'], prediction['x_hidden_mask'])
-        static = masked_mse(prediction['static_hat'], prediction['static_target'], prediction['static_hidden_mask'])
+        dynamic = masked_mse(prediction['x_hat'], prediction['x_target'], prediction['x_mask'])
+        static = masked_mse(prediction['static_hat'], prediction['static_target'], prediction['static_mask'])
         total = self._dynamic_weight * dynamic + self._static_weight * static
         return total, {'dynamic_loss': dynamic, 'static_loss': static, 'total_loss': total}
 
 
-def masked_mse(estimate: torch.Tensor, target: torch.Tensor, hidden_mask: torch.Tensor) -> torch.Tensor:
+def masked_mse(estimate: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean squared error over the positions that are hidden and observed (0 when there are none).
 
     Parameters
@@ -64,9 +64,9 @@ def masked_mse(estimate: torch.Tensor, target: torch.Tensor, hidden_mask: torch.
         Reconstruction [...].
     target : torch.Tensor
         Normalised values [...], NaN where missing.
-    hidden_mask : torch.Tensor
+    mask : torch.Tensor
         Bool [...], True = hidden from the encoder.
     """
-    scored = hidden_mask & ~torch.isnan(target)
+    scored = mask & ~torch.isnan(target)
     squared = (estimate - target.nan_to_num()).square().masked_fill(~scored, 0.0)
     return squared.sum() / scored.sum().clamp(min=1)

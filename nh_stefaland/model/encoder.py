@@ -23,7 +23,7 @@ class Encoder(nn.Module):
         the CPU as well (with attention dropout, PyTorch's CPU kernel materialises the [B, heads, T+1, T+1] maps).
     bf16 : bool
         Run the layers under bfloat16 autocast when the tokens are on a CUDA device (no effect on other devices);
-        the hidden states are returned in float32.
+        the states are returned in float32.
 
     Raises
     ------
@@ -55,8 +55,8 @@ class Encoder(nn.Module):
         Returns
         -------
         torch.Tensor
-            Hidden states H [B, T+1, D].
+            Encoder states H [B, T+1, D].
         """
         with torch.autocast(device_type=tokens.device.type, dtype=torch.bfloat16, enabled=self.bf16 and tokens.is_cuda):
-            hidden = self.output(self.layers(tokens))  # [B, T+1, D]
-        return hidden.float()
+            states = self.output(self.layers(tokens))  # [B, T+1, D]
+        return states.float()

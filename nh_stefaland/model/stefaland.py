@@ -14,33 +14,17 @@ from neuralhydrology.modelzoo.basemodel import BaseModel
 from neuralhydrology.modelzoo.head import get_head
 from neuralhydrology.utils.config import Config
 
-from nh_stefaland import config
-from nh_stefaland.adapters import get_adapter
-from nh_stefaland.encoder import Encoder
-from nh_stefaland.masking import attribute_group_ids, group_mask, window_mask
-from nh_stefaland.reconstruction import ReconstructionDecoder, ReconstructionHead
-from nh_stefaland.tokens import InputTokens
+from nh_stefaland.model.adapters import ADAPTERS, get_adapter, get_decoder
+from nh_stefaland.model.checks import check_model_options, check_stage, encoder_variables
+from nh_stefaland.model.encoder import Encoder
+from nh_stefaland.model.masking import attribute_group_ids, group_mask, window_mask
+from nh_stefaland.model.reconstruction import ReconstructionDecoder, ReconstructionHead
+from nh_stefaland.model.settings import STAGE_PARTS, Settings
+from nh_stefaland.model.tokens import InputTokens
 
 LOGGER = logging.getLogger(__name__)
 
-# parts addressable by `finetune_modules`, per `stefaland_stage`; names match attributes
-STAGE_PARTS = {
-    'supervised': ['tokens', 'encoder', 'adapter', 'decoder', 'head'],
-    'pretrain': ['tokens', 'encoder', 'reconstruction_decoder'],
-    'finetune': ['tokens', 'encoder', 'reconstruction_decoder', 'adapter', 'decoder', 'head'],
-}
 TASK_PARTS = ('adapter', 'decoder', 'head')
-
-
-class LSTMDecoder(nn.LSTM):
-    """Single-layer, batch-first LSTM that returns only its output sequence [B, T, H]."""
-
-    def __init__(self, input_size: int, hidden_size: int):
-        super().__init__(input_size=input_size, hidden_size=hidden_size, batch_first=True)
-
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Decode [B, T, D] into [B, T, H]."""
-        return super().forward(inputs)[0]
 
 
 class StefaLand(BaseModel):
@@ -54,7 +38,7 @@ class StefaLand(BaseModel):
     - ``supervised``: the daily state plus the static state passes an adapter and an LSTM decoder into
       NeuralHydrology's head, all trained on the targets;
     - ``pretrain``: windows of the dynamic inputs and groups of attributes are masked and the reconstruction decoder
-      rebuilds them (``head: reconstruction``, ``loss: reconstruction``);
+      rebuilds them (the stage implies ``head``/``loss: reconstruction``);
     - ``finetune``: tokens, encoder and reconstruction decoder come from a pretraining checkpoint and stay frozen in
       eval mode; adapter, decoder and head learn the task.
 
@@ -63,62 +47,53 @@ class StefaLand(BaseModel):
     cfg : Config
         The run configuration.
     """
-    module_parts = STAGE_PARTS['supervised']
+    module_parts = list(STAGE_PARTS['supervised'])
 
     def __init__(self, cfg: Config):
         super().__init__(cfg=cfg)
-        config.check_model_options(cfg)
-        settings = config.resolve(cfg.as_dict())
-        config.check_stage(cfg, settings)
-        d_model, nheads = settings['stefaland_d_model'], settings['stefaland_nheads']
-        if d_model % nheads != 0:
-            raise ValueError(f"stefaland_d_model={d_model} must be divisible by stefaland_nheads={nheads}.")
-        self.stage = settings['stefaland_stage']
-        self.module_parts = STAGE_PARTS[self.stage]
+        check_model_options(cfg)
+        self.settings = settings = Settings.from_config(cfg)
+        check_stage(cfg, settings)
+        if settings.d_model % settings.nheads != 0:
+            raise ValueError(f"stefaland_d_model={settings.d_model} must be divisible by "
+                             f"stefaland_nheads={settings.nheads}.")
+        self.stage = settings.stage
+        self.module_parts = list(STAGE_PARTS[self.stage])
         self.dynamic_inputs = list(cfg.dynamic_inputs)
         self.static_attributes = sorted(cfg.static_attributes + cfg.hydroatlas_attributes)
-        self.encoder_inputs, self.encoder_attributes = config.encoder_variables(cfg)
+        self.encoder_inputs, self.encoder_attributes = encoder_variables(cfg)
         # x_s column of each encoder attribute; one past the last column (a NaN pad) for attributes not loaded
         self._attribute_columns = [self.static_attributes.index(a) if a in self.static_attributes
                                    else len(self.static_attributes) for a in self.encoder_attributes]
         self._warn_about_absent_encoder_variables()
 
         self.tokens = InputTokens(n_dynamic=len(self.encoder_inputs), n_static=len(self.encoder_attributes),
-                                  d_model=d_model, max_length=cfg.seq_length,
-                                  hidden=settings['stefaland_token_hidden'],
-                                  dropout=settings['stefaland_token_dropout'])
-        self.encoder = Encoder(d_model=d_model, nheads=nheads, dim_feedforward=settings['stefaland_dim_feedforward'],
-                               nlayers=settings['stefaland_nlayers'], dropout=settings['stefaland_dropout'],
-                               attention_dropout=settings['stefaland_attention_dropout'],
-                               bf16=settings['stefaland_bf16'])
+                                  d_model=settings.d_model, max_length=cfg.seq_length, width=settings.token_hidden,
+                                  dropout=settings.token_dropout)
+        self.encoder = Encoder(d_model=settings.d_model, nheads=settings.nheads,
+                               dim_feedforward=settings.dim_feedforward, nlayers=settings.nlayers,
+                               dropout=settings.dropout, attention_dropout=settings.attention_dropout,
+                               bf16=settings.bf16)
         if self.stage != 'supervised':
-            self.reconstruction_decoder = self._build_reconstruction_decoder(cfg, settings)
+            self.reconstruction_decoder = self._build_reconstruction_decoder(settings)
         if self.stage != 'pretrain':
-            linear_probe = settings['stefaland_adapter'] == 'linear'
-            self.adapter = get_adapter(settings['stefaland_adapter'], n_inputs=len(self.dynamic_inputs),
-                                       n_attributes=len(self.static_attributes), d_model=d_model,
-                                       kernel_size=settings['stefaland_adapter_kernel_size'])
-            self.decoder = nn.Identity() if linear_probe else LSTMDecoder(d_model, cfg.hidden_size)
+            self.adapter = get_adapter(settings.adapter, n_inputs=len(self.dynamic_inputs),
+                                       n_attributes=len(self.static_attributes), d_model=settings.d_model,
+                                       kernel_size=settings.adapter_kernel_size)
+            self.decoder = get_decoder(settings.adapter, settings.d_model, cfg.hidden_size)
             self.dropout = nn.Dropout(p=cfg.output_dropout)
-            self.head = get_head(cfg=cfg, n_in=d_model if linear_probe else cfg.hidden_size, n_out=self.output_size)
+            n_in = cfg.hidden_size if ADAPTERS[settings.adapter][1] else settings.d_model
+            self.head = get_head(cfg=cfg, n_in=n_in, n_out=self.output_size)
         self._reset_parameters()
 
-    def _build_reconstruction_decoder(self, cfg: Config, settings: dict) -> ReconstructionDecoder:
-        """Reconstruction decoder and masking settings; the head is NH's ``reconstruction`` head when pretraining."""
-        d_model, n_dynamic = settings['stefaland_d_model'], len(self.encoder_inputs)
-        n_variables = n_dynamic + len(self.encoder_attributes)
-        if self.stage == 'pretrain':
-            head = get_head(cfg=cfg, n_in=d_model, n_out=n_variables)
-        else:  # the task takes `head`; the pretrained reconstruction head is rebuilt to hold its weights
-            head = ReconstructionHead(d_model, n_dynamic, n_variables - n_dynamic,
-                                      hidden=settings['stefaland_reconstruction_hidden'])
-        self._masking = {key: settings[f'stefaland_{key}'] for key in
-                         ('mask_ratio', 'mask_min_days', 'mask_max_days', 'static_mask_ratio',
-                          'group_mask_probability')}
-        groups = attribute_group_ids(self.encoder_attributes, settings['stefaland_attribute_groups'],
-                                     settings['stefaland_never_masked_attributes'])
+    def _build_reconstruction_decoder(self, settings: Settings) -> ReconstructionDecoder:
+        """The reconstruction decoder and its head; the group of each encoder attribute for the static masks."""
+        groups = attribute_group_ids(self.encoder_attributes, settings.attribute_groups,
+                                     settings.never_masked_attributes)
         self.register_buffer('attribute_groups', torch.tensor(groups, dtype=torch.long), persistent=False)
-        return ReconstructionDecoder(d_model, head)
+        head = ReconstructionHead(settings.d_model, len(self.encoder_inputs), len(self.encoder_attributes),
+                                  width=settings.reconstruction_hidden)
+        return ReconstructionDecoder(settings.d_model, head)
 
     def _reset_parameters(self):
         """NH's `initial_forget_bias` for the decoder LSTM."""
@@ -142,9 +117,8 @@ class StefaLand(BaseModel):
         """
         if self.stage == 'pretrain':
             return self.reconstruct(data)
-        dynamic, static = self._gather_encoder_inputs(data)  # [B, T, F], [B, C]
-        hidden = self._encode(dynamic, torch.isnan(dynamic), static, torch.isnan(static))  # [B, T+1, D]
-        embedding = hidden[:, :-1] + hidden[:, -1:]  # [B, T, D]
+        states = self.encode(data)  # [B, T+1, D]
+        embedding = states[:, :-1] + states[:, -1:]  # [B, T, D]
         inputs, attributes = self._gather_task_inputs(data)  # [B, T, F_a], [B, C_a]
         decoder_output = self.decoder(self.adapter(embedding, inputs, attributes))  # [B, T, H]
         prediction = {'embedding': embedding, 'decoder_output': decoder_output}
@@ -164,27 +138,46 @@ class StefaLand(BaseModel):
         Returns
         -------
         dict[str, torch.Tensor]
-            ``x_hat``, ``x_target`` (normalised inputs, NaN where missing), ``x_hidden_mask`` [B, T, F];
-            ``static_hat``, ``static_target``, ``static_hidden_mask`` [B, C]; ``hidden`` encoder states [B, T+1, D].
+            ``x_hat``, ``x_target`` (normalised inputs, NaN where missing), ``x_mask`` [B, T, F]; ``static_hat``,
+            ``static_target``, ``static_mask`` [B, C]; ``states`` encoder states [B, T+1, D].
         """
         if self.stage == 'supervised':
             raise ValueError("This StefaLand run has no reconstruction decoder (stefaland_stage: supervised).")
         dynamic, static = self._gather_encoder_inputs(data)  # [B, T, F], [B, C]
-        masking = self._masking
-        dynamic_hidden = torch.isnan(dynamic) | window_mask(dynamic.shape, masking['mask_ratio'],
-                                                            masking['mask_min_days'], masking['mask_max_days'],
-                                                            generator=generator, device=dynamic.device)
-        static_hidden = torch.isnan(static) | group_mask(static.shape[0], self.attribute_groups,
-                                                         masking['static_mask_ratio'],
-                                                         masking['group_mask_probability'], generator=generator)
-        hidden = self._encode(dynamic, dynamic_hidden, static, static_hidden)  # [B, T+1, D]
-        reconstruction = self.reconstruction_decoder(hidden)  # x_hat [B, T, F], static_hat [B, C]
-        return {**reconstruction, 'x_target': dynamic, 'x_hidden_mask': dynamic_hidden, 'static_target': static,
-                'static_hidden_mask': static_hidden, 'hidden': hidden}
+        dynamic_mask, static_mask = self.draw_masks(dynamic, static, generator)  # [B, T, F], [B, C]
+        states = self._encode(dynamic, dynamic_mask, static, static_mask)  # [B, T+1, D]
+        reconstruction = self.reconstruction_decoder(states)  # x_hat [B, T, F], static_hat [B, C]
+        return {**reconstruction, 'x_target': dynamic, 'x_mask': dynamic_mask, 'static_target': static,
+                'static_mask': static_mask, 'states': states}
+
+    def draw_masks(self, dynamic: torch.Tensor, static: torch.Tensor,
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pretraining masks: windows of days per dynamic variable, groups of attributes, and every missing value.
+
+        Parameters
+        ----------
+        dynamic : torch.Tensor
+            Encoder inputs [B, T, F], NaN where missing.
+        static : torch.Tensor
+            Encoder attributes [B, C], NaN where missing.
+        generator : torch.Generator | None
+            Random source on the model's device (the global one when None).
+
+        Returns
+        -------
+        tuple[torch.Tensor, torch.Tensor]
+            Bool masks [B, T, F] and [B, C], True = hidden from the encoder.
+        """
+        settings = self.settings
+        windows = window_mask(dynamic.shape, settings.mask_ratio, settings.mask_min_days, settings.mask_max_days,
+                              generator=generator, device=dynamic.device)  # [B, T, F]
+        groups = group_mask(static.shape[0], self.attribute_groups, settings.static_mask_ratio,
+                            settings.group_mask_probability, generator=generator)  # [B, C]
+        return torch.isnan(dynamic) | windows, torch.isnan(static) | groups
 
     def encode(self, data: dict) -> torch.Tensor:
         """Encoder states [B, T+1, D] (days, then the static token) of a batch, hiding only missing values."""
-        dynamic, static = self._gather_encoder_inputs(data)
+        dynamic, static = self._gather_encoder_inputs(data)  # [B, T, F], [B, C]
         return self._encode(dynamic, torch.isnan(dynamic), static, torch.isnan(static))
 
     def train(self, mode: bool = True) -> 'StefaLand':
@@ -213,12 +206,12 @@ class StefaLand(BaseModel):
                     f"{', '.join(TASK_PARTS)} start from their initialisation ({len(result.missing_keys)} tensors).")
         return result
 
-    def _encode(self, dynamic: torch.Tensor, dynamic_hidden: torch.Tensor, static: torch.Tensor,
-                static_hidden: torch.Tensor) -> torch.Tensor:
+    def _encode(self, dynamic: torch.Tensor, dynamic_mask: torch.Tensor, static: torch.Tensor,
+                static_mask: torch.Tensor) -> torch.Tensor:
         """Tokens → encoder [B, T+1, D], building no autograd graph when both are frozen."""
         trainable = any(p.requires_grad for p in chain(self.tokens.parameters(), self.encoder.parameters()))
         with torch.set_grad_enabled(torch.is_grad_enabled() and trainable):
-            return self.encoder(self.tokens(dynamic, dynamic_hidden, static, static_hidden))
+            return self.encoder(self.tokens(dynamic, dynamic_mask, static, static_mask))
 
     def _gather_encoder_inputs(self, data: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoder inputs by name [B, T, F] and encoder attributes [B, C]; variables the data lacks are NaN."""

@@ -74,8 +74,8 @@ def window_mask(shape: tuple[int, int, int], ratio: float, min_length: int = 30,
         1, first, torch.ones_like(first, dtype=torch.float32))  # [R, K+1]
     covered = torch.cat([torch.zeros(n_rows, 1, device=device), newly_covered[:, :-1].cumsum(dim=1)], dim=1)
     n_kept = (covered - ratio * length).abs().argmin(dim=1)  # [R]; covered is sorted, first of ties is fewer windows
-    hidden = first < n_kept.unsqueeze(-1)  # [R, T]
-    return hidden.view(batch_size, n_variables, length).transpose(1, 2)  # [B, T, F]
+    mask = first < n_kept.unsqueeze(-1)  # [R, T]
+    return mask.view(batch_size, n_variables, length).transpose(1, 2)  # [B, T, F]
 
 
 def group_mask(batch_size: int, group_ids: torch.Tensor, ratio: float, group_probability: float = 0.5,
@@ -108,11 +108,11 @@ def group_mask(batch_size: int, group_ids: torch.Tensor, ratio: float, group_pro
     maskable = group_ids >= 0  # [C]
     n_groups = int(group_ids.max().item()) + 1 if group_ids.numel() else 0
     drawn = torch.rand((batch_size, n_groups), generator=generator, device=device) < group_probability  # [B, G]
-    hidden = drawn[:, group_ids.clamp(min=0)] & maskable  # [B, C]
-    shortfall = (round(ratio * int(maskable.sum().item())) - hidden.sum(dim=1)).clamp(min=0)  # [B]
-    priority = torch.rand(hidden.shape, generator=generator, device=device).masked_fill(hidden | ~maskable, 2.0)
+    mask = drawn[:, group_ids.clamp(min=0)] & maskable  # [B, C]
+    shortfall = (round(ratio * int(maskable.sum().item())) - mask.sum(dim=1)).clamp(min=0)  # [B]
+    priority = torch.rand(mask.shape, generator=generator, device=device).masked_fill(mask | ~maskable, 2.0)
     rank = priority.argsort(dim=1).argsort(dim=1)  # [B, C]: 0 = first single attribute to add
-    return hidden | (rank < shortfall.unsqueeze(-1))
+    return mask | (rank < shortfall.unsqueeze(-1))
 
 
 def attribute_group_ids(attributes: list[str], groups: dict[str, list[str]] | None,

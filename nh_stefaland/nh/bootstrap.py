@@ -1,9 +1,9 @@
 """Import hook installed by ``nh_stefaland_autoload.pth``: patches NeuralHydrology modules as they are imported.
 
 This module imports nothing heavy. It only adds a finder to ``sys.meta_path`` that, when one of the NeuralHydrology
-modules holding a resolver (``get_model``, ``get_head``, ...) has finished executing, hands it to
-:mod:`nh_stefaland.registration`. A Python process that never imports NeuralHydrology never imports torch because of
-this package.
+modules of :data:`nh_stefaland.nh.registration.PATCHES` (those holding a resolver: ``get_model``, ``get_tester``, ...)
+has finished executing, hands it to the registration. A Python process that never imports NeuralHydrology never
+imports torch because of this package.
 """
 import importlib.abc
 import importlib.machinery
@@ -11,15 +11,9 @@ import os
 import sys
 from types import ModuleType
 
+from nh_stefaland.nh.registration import PATCHES, patch_module
+
 ENV_SWITCH = "NH_STEFALAND_AUTOLOAD"
-PATCHED_MODULES = frozenset({
-    "neuralhydrology.utils.config",
-    "neuralhydrology.modelzoo",
-    "neuralhydrology.modelzoo.head",
-    "neuralhydrology.training",
-    "neuralhydrology.training.train",
-    "neuralhydrology.evaluation",
-})
 
 
 class _PatchingLoader(importlib.abc.Loader):
@@ -33,8 +27,6 @@ class _PatchingLoader(importlib.abc.Loader):
 
     def exec_module(self, module: ModuleType) -> None:
         self._loader.exec_module(module)
-        from nh_stefaland.registration import patch_module
-
         patch_module(module)
 
     def __getattr__(self, name: str):
@@ -67,8 +59,8 @@ def _install() -> None:
         return
     if any(isinstance(finder, _NeuralHydrologyFinder) for finder in sys.meta_path):
         return
-    sys.meta_path.insert(0, _NeuralHydrologyFinder(PATCHED_MODULES))
-    if any(name in sys.modules for name in PATCHED_MODULES):
+    sys.meta_path.insert(0, _NeuralHydrologyFinder(frozenset(PATCHES)))
+    if any(name in sys.modules for name in PATCHES):
         from nh_stefaland import register
 
         register()

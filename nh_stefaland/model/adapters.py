@@ -1,8 +1,8 @@
-"""Adapters between the encoder's daily representation and the task decoder."""
+"""Adapters between the encoder's daily representation and the task decoder, and the task decoder."""
+from typing import Callable
+
 import torch
 import torch.nn as nn
-
-ADAPTERS = ('resconn', 'none', 'linear', 'dual_residual')
 
 
 class ResidualAdapter(nn.Module):
@@ -16,10 +16,17 @@ class ResidualAdapter(nn.Module):
         Width D of the encoder representation.
     kernel_size : int
         Temporal kernel of the convolution (odd, centred).
+
+    Raises
+    ------
+    ValueError
+        If ``kernel_size`` is even.
     """
 
     def __init__(self, n_inputs: int, d_model: int, kernel_size: int = 3):
         super().__init__()
+        if kernel_size % 2 == 0:
+            raise ValueError(f"stefaland_adapter_kernel_size={kernel_size} must be odd (a centred convolution).")
         self.norm = nn.LayerNorm(d_model)
         self.scale = nn.Parameter(torch.ones(1))
         self.conv = nn.Conv1d(n_inputs, d_model, kernel_size=kernel_size, padding=kernel_size // 2)
@@ -85,14 +92,32 @@ class IdentityAdapter(nn.Module):
         return embedding
 
 
+class LSTMDecoder(nn.LSTM):
+    """Single-layer, batch-first LSTM that returns only its output sequence [B, T, H]."""
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__(input_size=input_size, hidden_size=hidden_size, batch_first=True)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Decode [B, T, D] into [B, T, H]."""
+        return super().forward(inputs)[0]
+
+
+# `stefaland_adapter` → (builder from n_inputs, n_attributes, d_model, kernel_size; whether the LSTM decoder follows)
+ADAPTERS: dict[str, tuple[Callable[[int, int, int, int], nn.Module], bool]] = {
+    'resconn': (lambda n_inputs, n_attributes, d_model, kernel_size: ResidualAdapter(n_inputs, d_model, kernel_size),
+                True),
+    'none': (lambda n_inputs, n_attributes, d_model, kernel_size: IdentityAdapter(), True),
+    'linear': (lambda n_inputs, n_attributes, d_model, kernel_size: IdentityAdapter(), False),
+    'dual_residual': (DualResidualAdapter, True),
+}
+
+
 def get_adapter(name: str, n_inputs: int, n_attributes: int, d_model: int, kernel_size: int) -> nn.Module:
-    """Build the adapter named by ``stefaland_adapter`` (``linear`` probes the embedding as it is)."""
-    if name in ('resconn', 'dual_residual') and kernel_size % 2 == 0:
-        raise ValueError(f"stefaland_adapter_kernel_size={kernel_size} must be odd (a centred convolution).")
-    if name == 'resconn':
-        return ResidualAdapter(n_inputs, d_model, kernel_size=kernel_size)
-    if name == 'dual_residual':
-        return DualResidualAdapter(n_inputs, n_attributes, d_model, kernel_size=kernel_size)
-    if name in ('none', 'linear'):
-        return IdentityAdapter()
-    raise ValueError(f"stefaland_adapter={name!r} is not supported; choose one of {list(ADAPTERS)}.")
+    """Build the adapter named by ``stefaland_adapter`` (a key of :data:`ADAPTERS`, checked by the settings)."""
+    return ADAPTERS[name][0](n_inputs, n_attributes, d_model, kernel_size)
+
+
+def get_decoder(name: str, d_model: int, hidden_size: int) -> nn.Module:
+    """The task decoder after adapter ``name``: an LSTM of width ``hidden_size``, or nothing for the linear probe."""
+    return LSTMDecoder(d_model, hidden_size) if ADAPTERS[name][1] else nn.Identity()

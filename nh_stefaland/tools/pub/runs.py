@@ -23,8 +23,8 @@ from neuralhydrology.training import train as nh_train
 from neuralhydrology.utils.config import Config
 
 import nh_stefaland
-from nh_stefaland import pub_leakage
-from nh_stefaland.pub_report import REPORT_METRICS, STATUS_FILE, read_status
+from nh_stefaland.tools.pub import leakage as pub_leakage
+from nh_stefaland.tools.pub.report import REPORT_METRICS, STATUS_FILE, read_status
 
 LOGGER = logging.getLogger(__name__)
 

@@ -15,27 +15,27 @@ class VariableHeads(nn.Module):
         Width D of the states read.
     n_variables : int
         Number of variables V.
-    hidden : int
+    width : int
         Hidden width h of each head.
     """
 
-    def __init__(self, n_in: int, n_variables: int, hidden: int = 64):
+    def __init__(self, n_in: int, n_variables: int, width: int = 64):
         super().__init__()
-        self.n_variables, self.hidden = n_variables, hidden
-        self.first = nn.Linear(n_in, n_variables * hidden)  # the V first layers side by side
-        self.weight_out = nn.Parameter(torch.empty(n_variables, hidden).uniform_(-1.0, 1.0) / math.sqrt(hidden))
-        self.bias_out = nn.Parameter(torch.empty(n_variables).uniform_(-1.0, 1.0) / math.sqrt(hidden))
+        self.n_variables, self.width = n_variables, width
+        self.first = nn.Linear(n_in, n_variables * width)  # the V first layers side by side
+        self.weight_out = nn.Parameter(torch.empty(n_variables, width).uniform_(-1.0, 1.0) / math.sqrt(width))
+        self.bias_out = nn.Parameter(torch.empty(n_variables).uniform_(-1.0, 1.0) / math.sqrt(width))
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         """One value per variable from states [..., D]; returns [..., V]."""
-        hidden = F.gelu(self.first(states)).unflatten(-1, (self.n_variables, self.hidden))  # [..., V, h]
-        return (hidden * self.weight_out).sum(dim=-1) + self.bias_out
+        activations = F.gelu(self.first(states)).unflatten(-1, (self.n_variables, self.width))  # [..., V, h]
+        return (activations * self.weight_out).sum(dim=-1) + self.bias_out
 
 
 class ReconstructionHead(nn.Module):
     """Reconstructs the dynamic variables from the daily states and the attributes from the static state.
 
-    Registered with NeuralHydrology as ``head: reconstruction``.
+    The pretraining stage builds it (``stefaland_stage: pretrain`` implies ``head: reconstruction``).
 
     Parameters
     ----------
@@ -45,14 +45,14 @@ class ReconstructionHead(nn.Module):
         Number of dynamic variables F.
     n_static : int
         Number of static attributes C.
-    hidden : int
+    width : int
         Hidden width of each variable's head.
     """
 
-    def __init__(self, n_in: int, n_dynamic: int, n_static: int, hidden: int = 64):
+    def __init__(self, n_in: int, n_dynamic: int, n_static: int, width: int = 64):
         super().__init__()
-        self.dynamic = VariableHeads(n_in, n_dynamic, hidden)
-        self.static = VariableHeads(n_in, n_static, hidden)
+        self.dynamic = VariableHeads(n_in, n_dynamic, width)
+        self.static = VariableHeads(n_in, n_static, width)
 
     def forward(self, states: torch.Tensor) -> dict[str, torch.Tensor]:
         """Reconstruct from the decoder states [B, T+1, D] (days, then the static position).
@@ -82,7 +82,7 @@ class ReconstructionDecoder(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.head = head
 
-    def forward(self, hidden: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, states: torch.Tensor) -> dict[str, torch.Tensor]:
         """Reconstruct from the encoder states [B, T+1, D]; returns ``x_hat`` [B, T, F] and ``static_hat`` [B, C]."""
-        states, _ = self.lstm(hidden)  # [B, T+1, D]
-        return self.head(self.norm(states))
+        decoded, _ = self.lstm(states)  # [B, T+1, D]
+        return self.head(self.norm(decoded))

@@ -1,0 +1,109 @@
+"""Checks of a config against what StefaLand can honour, run before anything is built."""
+import logging
+
+from neuralhydrology.utils.config import Config
+
+from nh_stefaland.model.settings import Settings
+
+LOGGER = logging.getLogger(__name__)
+
+UNSUPPORTED_OPTIONS = {
+    'autoregressive_inputs': "autoregressive inputs",
+    'mass_inputs': "mass inputs",
+    'evolving_attributes': "evolving attributes",
+    'hindcast_inputs': "separate hindcast/forecast inputs",
+    'forecast_inputs': "separate hindcast/forecast inputs",
+}
+# what stefaland_stage: pretrain implies for NH's `head` and `loss`
+PRETRAINING_HEAD = PRETRAINING_LOSS = 'reconstruction'
+
+
+def check_model_options(cfg: Config) -> None:
+    """Reject NH options that StefaLand cannot honour.
+
+    Raises
+    ------
+    ValueError
+        If the config asks for several frequencies, autoregressive or mass inputs, evolving attributes, forecast
+        inputs, basin one-hot encoding, grouped dynamic inputs or no static attributes.
+    """
+    if len(cfg.use_frequencies) > 1:
+        raise ValueError(f"model: stefaland supports a single frequency, got use_frequencies={cfg.use_frequencies}.")
+    raw = cfg.as_dict()
+    for option, what in UNSUPPORTED_OPTIONS.items():
+        if raw.get(option):
+            raise ValueError(f"model: stefaland does not support {what} ({option}={raw[option]}).")
+    if cfg.use_basin_id_encoding:
+        raise ValueError("model: stefaland does not support use_basin_id_encoding: it identifies basins by their "
+                         "attributes, so that it can predict in basins never seen in training.")
+    if not isinstance(cfg.dynamic_inputs, list) or any(isinstance(v, list) for v in cfg.dynamic_inputs):
+        raise ValueError(f"model: stefaland needs dynamic_inputs as a flat list of variables, "
+                         f"got {cfg.dynamic_inputs!r}.")
+    if not cfg.dynamic_inputs:
+        raise ValueError("model: stefaland needs at least one variable in dynamic_inputs.")
+    if not (cfg.static_attributes or cfg.hydroatlas_attributes):
+        raise ValueError("model: stefaland needs static_attributes (or hydroatlas_attributes): they form the "
+                         "static token through which the model knows the basin.")
+    if len(set(cfg.dynamic_inputs)) != len(cfg.dynamic_inputs):
+        raise ValueError(f"dynamic_inputs lists a variable twice: {cfg.dynamic_inputs}.")
+    for option in ('statics_embedding', 'dynamics_embedding'):
+        if raw.get(option):
+            LOGGER.warning(f"{option} is not used by model: stefaland (it embeds every variable on its own).")
+
+
+def encoder_variables(cfg: Config) -> tuple[list[str], list[str]]:
+    """Dynamic inputs (in order) and static attributes (alphabetical) that the encoder reads: its token layout."""
+    inputs = cfg.stefaland_encoder_inputs
+    attributes = cfg.stefaland_encoder_attributes
+    inputs = list(cfg.dynamic_inputs) if inputs is None else list(inputs)
+    attributes = cfg.static_attributes + cfg.hydroatlas_attributes if attributes is None else attributes
+    return inputs, sorted(attributes)
+
+
+def check_stage(cfg: Config, settings: Settings) -> None:
+    """Check that head, loss and encoder variables fit ``stefaland_stage``.
+
+    ``stefaland_stage: pretrain`` implies ``head``/``loss: reconstruction``; writing them is accepted, with a note.
+
+    Raises
+    ------
+    ValueError
+        If pretraining names another head or loss (or another stage names the reconstruction ones), finetuning was
+        not started by ``nh-run finetune``, or the encoder is asked for variables that the config does not load
+        (outside finetuning, where they are fed as missing).
+    """
+    stage = settings.stage
+    written = {key: cfg.as_dict().get(key) for key in ('head', 'loss')}
+    implied = {'head': PRETRAINING_HEAD, 'loss': PRETRAINING_LOSS}
+    if stage == 'pretrain':
+        contradicting = {key: value for key, value in written.items()
+                         if value is not None and str(value).lower() != implied[key]}
+        if contradicting:
+            raise ValueError(f"stefaland_stage: pretrain trains the reconstruction head and loss; "
+                             f"{', '.join(f'{k}: {v}' for k, v in contradicting.items())} contradicts it. "
+                             f"Remove {' and '.join(contradicting)} from the config.")
+        redundant = [key for key, value in written.items() if value is not None]
+        if redundant:
+            LOGGER.info(f"{' and '.join(f'{key}: reconstruction' for key in redundant)} can go: "
+                        f"stefaland_stage: pretrain implies it.")
+        if cfg.predict_last_n != 0:
+            LOGGER.warning(f"stefaland_stage: pretrain with predict_last_n={cfg.predict_last_n} drops every window "
+                           f"without target observations; predict_last_n: 0 keeps basins without streamflow.")
+    else:
+        reconstruction = [key for key, value in written.items() if str(value).lower() == implied[key]]
+        if reconstruction:
+            raise ValueError(f"{', '.join(reconstruction)}: reconstruction belongs to stefaland_stage: pretrain, "
+                             f"got stefaland_stage: {stage}.")
+    if stage == 'finetune' and not cfg.is_finetuning:
+        raise ValueError("stefaland_stage: finetune starts from a pretraining run: use `nh-run finetune` with "
+                         "base_run_dir pointing to a run trained with stefaland_stage: pretrain.")
+    inputs, attributes = encoder_variables(cfg)
+    if not inputs or not attributes:
+        raise ValueError(f"The encoder needs at least one dynamic input and one static attribute, got "
+                         f"stefaland_encoder_inputs={inputs}, stefaland_encoder_attributes={attributes}.")
+    if stage != 'finetune':
+        absent = [v for v in inputs if v not in cfg.dynamic_inputs]
+        absent += [a for a in attributes if a not in cfg.static_attributes + cfg.hydroatlas_attributes]
+        if absent:
+            raise ValueError(f"stefaland_encoder_inputs/stefaland_encoder_attributes name {absent}, which are not "
+                             f"in dynamic_inputs or static_attributes.")

@@ -1,0 +1,155 @@
+"""The ``stefaland_*`` settings: one table of keys with defaults and accepted values, resolved once per run."""
+import difflib
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from neuralhydrology.utils.config import Config
+
+from nh_stefaland.model.adapters import ADAPTERS
+
+PREFIX = 'stefaland_'
+
+# the stages of a StefaLand run and the parts each builds (the names `finetune_modules` addresses)
+STAGE_PARTS = {
+    'supervised': ('tokens', 'encoder', 'adapter', 'decoder', 'head'),
+    'pretrain': ('tokens', 'encoder', 'reconstruction_decoder'),
+    'finetune': ('tokens', 'encoder', 'reconstruction_decoder', 'adapter', 'decoder', 'head'),
+}
+
+
+@dataclass(frozen=True)
+class Key:
+    """What one ``stefaland_*`` config key accepts.
+
+    Parameters
+    ----------
+    default : Any
+        Value used when the key is absent from the config (or null).
+    kind : type | tuple[type, ...]
+        Accepted Python type(s) of the value.
+    doc : str
+        One-line description, shown in the README reference.
+    choices : tuple | None
+        Accepted values, if the key is an enumeration.
+    minimum : float | None
+        Smallest accepted value for numbers.
+    maximum : float | None
+        Largest accepted value for numbers.
+    """
+    default: Any
+    kind: type | tuple[type, ...]
+    doc: str
+    choices: tuple | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def check(self, name: str, value: Any) -> None:
+        """Raise ``ValueError`` naming the key if ``value`` has the wrong type, is out of range or not a choice."""
+        kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
+        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+            raise ValueError(f"{name}={value!r} must be of type {' or '.join(k.__name__ for k in kinds)}.")
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"{name}={value!r} is not supported; choose one of {list(self.choices)}.")
+        if self.minimum is not None and value < self.minimum:
+            raise ValueError(f"{name}={value!r} must be at least {self.minimum}.")
+        if self.maximum is not None and value > self.maximum:
+            raise ValueError(f"{name}={value!r} must be at most {self.maximum}.")
+
+
+def _key(default: Any, doc: str, kind: type | tuple[type, ...] | None = None, **limits) -> Any:
+    """A :class:`Settings` field whose metadata holds its :class:`Key` (kind from the default when not given)."""
+    if kind is None:
+        kind = (int, float) if isinstance(default, float) else type(default)
+    key = Key(default, kind, doc, **limits)
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={'key': key})
+    return field(default=default, metadata={'key': key})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every ``stefaland_*`` setting of a run, checked; each attribute is its key without ``stefaland_``."""
+    d_model: int = _key(256, "Token and encoder width D.", minimum=1)
+    nheads: int = _key(4, "Attention heads per encoder layer (must divide `stefaland_d_model`).", minimum=1)
+    dim_feedforward: int = _key(512, "Hidden width of each encoder layer's feed-forward block.", minimum=1)
+    nlayers: int = _key(4, "Number of post-LayerNorm transformer encoder layers.", minimum=1)
+    dropout: float = _key(0.1, "Dropout inside the encoder and on its output projection.", minimum=0.0)
+    token_hidden: int = _key(64, "Hidden width of each variable's tokenizer MLP (Linear(1→h)→GELU→Linear(h→D)).",
+                             minimum=1)
+    token_dropout: float = _key(0.1, "Dropout inside each variable's tokenizer MLP.", minimum=0.0)
+    adapter: str = _key('resconn', "Adapter between the encoder and the task decoder: `resconn` (residual conv "
+                        "branch on the task inputs), `none` (encoder → LSTM decoder), `linear` (linear probe: the head "
+                        "reads the embedding), `dual_residual` (dynamic and static residual branches plus a "
+                        "feed-forward block).", choices=tuple(ADAPTERS))
+    adapter_kernel_size: int = _key(3, "Temporal kernel of the residual adapter's convolution (odd).", minimum=1)
+    stage: str = _key('supervised', "`supervised` (train on the targets from scratch), `pretrain` (masked "
+                      "reconstruction; implies `head`/`loss: reconstruction`) or `finetune` (frozen pretrained "
+                      "encoder, with `nh-run finetune`).", choices=tuple(STAGE_PARTS))
+    encoder_inputs: list | None = _key(None, "Dynamic inputs the encoder reads (default: all `dynamic_inputs`; when "
+                                       "finetuning, the pretraining run's). Other inputs reach only the adapter.",
+                                       kind=(list, type(None)))
+    encoder_attributes: list | None = _key(None, "Static attributes the encoder reads (default: all; when "
+                                           "finetuning, the pretraining run's). Others reach only the adapter.",
+                                           kind=(list, type(None)))
+    mask_ratio: float = _key(0.5, "Share of each dynamic variable's days hidden per window in pretraining.",
+                             minimum=0.0, maximum=1.0)
+    mask_min_days: int = _key(30, "Shortest masked window of a dynamic variable, in days.", minimum=1)
+    mask_max_days: int = _key(90, "Longest masked window of a dynamic variable, in days.", minimum=1)
+    static_mask_ratio: float = _key(0.5, "Share of the maskable static attributes hidden at least per sample in "
+                                    "pretraining.", minimum=0.0, maximum=1.0)
+    group_mask_probability: float = _key(0.5, "Probability that a group of related attributes is hidden as a whole.",
+                                         minimum=0.0, maximum=1.0)
+    attribute_groups: dict | None = _key(None, "Groups of related static attributes masked together, {name: "
+                                         "[attributes]} (default: built-in climate, topography, soil, geology, "
+                                         "vegetation and human groups of Caravan/CAMELS/HydroATLAS names).",
+                                         kind=(dict, type(None)))
+    never_masked_attributes: list = _key([], "Static attributes pretraining never masks (still hidden where "
+                                         "missing).")
+    dynamic_loss_weight: float = _key(1.0, "Weight of the dynamic reconstruction loss.", minimum=0.0)
+    static_loss_weight: float = _key(0.5, "Weight of the static reconstruction loss.", minimum=0.0)
+    reconstruction_hidden: int = _key(64, "Hidden width of each variable's reconstruction head.", minimum=1)
+    strided_evaluation: bool = _key(True, "Evaluate with windows `predict_last_n` days apart, stitched into one "
+                                    "prediction per day (False: NH's one window per day).")
+    bf16: bool = _key(True, "Run the encoder under bfloat16 autocast on CUDA devices (no effect on the CPU).")
+    attention_dropout: float | None = _key(None, "Dropout on the attention weights (default: `stefaland_dropout`); 0 "
+                                           "lets PyTorch train with its fused attention kernel on the CPU too: "
+                                           "faster, and no T×T attention maps kept for the backward pass.",
+                                           kind=(int, float, type(None)))
+
+    @classmethod
+    def from_config(cls, cfg: Config | dict) -> 'Settings':
+        """The checked settings of a config (or raw config dict), defaults filled in.
+
+        Raises
+        ------
+        ValueError
+            If a value has the wrong type, is out of range or is not one of the accepted choices, or the masked
+            window lengths are inverted.
+        """
+        raw = cfg.as_dict() if isinstance(cfg, Config) else cfg
+        values = {}
+        for name, key in KEYS.items():
+            value = raw.get(name)
+            value = key.default if value is None else value
+            key.check(name, value)
+            values[name.removeprefix(PREFIX)] = value
+        settings = cls(**values)
+        if settings.mask_min_days > settings.mask_max_days:
+            raise ValueError(f"stefaland_mask_min_days={settings.mask_min_days} is larger than "
+                             f"stefaland_mask_max_days={settings.mask_max_days}.")
+        return settings
+
+
+KEYS: dict[str, Key] = {PREFIX + entry.name: entry.metadata['key'] for entry in fields(Settings)}
+
+
+def suggest(unknown_keys: list[str]) -> str:
+    """Hint naming the closest ``stefaland_*`` key for each mistyped one ('' when none is close)."""
+    hints = []
+    for key in unknown_keys:
+        matches = difflib.get_close_matches(key, KEYS.keys(), n=1, cutoff=0.6)
+        if matches:
+            hints.append(f"'{key}' (did you mean '{matches[0]}'?)")
+        elif key.startswith(PREFIX):
+            hints.append(f"'{key}' (known stefaland keys: {sorted(KEYS)})")
+    return "; ".join(hints)
