@@ -111,6 +111,16 @@ def test_strided_stefaland_equals_nh_on_the_windows_both_run(get_config):
         assert np.isfinite(sim).all() and np.isfinite(strided[basin]['1D']['NSE'])
 
 
+def test_strided_evaluation_does_not_announce_ignored_predictions(get_config, capsys):
+    cfg = _trained(get_config)
+    capsys.readouterr()
+    results = StridedRegressionTester(cfg, cfg.run_dir, 'test').evaluate(epoch=1, save_results=False,
+                                                                          metrics=['NSE'])
+    assert 'Ignoring' not in capsys.readouterr().out
+    assert cfg.predict_last_n == PREDICT_LAST_N
+    assert all(np.isfinite(results[basin]['1D']['NSE']) for basin in results)
+
+
 # NH 1.13.0 samples UMAL for predict_last_n = 1 only (samplingutils.sample_umal), where NH's own tester runs anyway.
 @pytest.mark.parametrize('head,loss,mc_dropout', [('regression', 'MSE', False), ('regression', 'MSE', True),
                                                   ('gmm', 'GMMLoss', False), ('cmal', 'CMALLoss', False)])

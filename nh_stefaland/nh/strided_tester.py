@@ -115,28 +115,48 @@ class StridedWindows(Dataset):
 
 
 class _StridedEvaluation:
-    """Tester mixin: strided windows in, one prediction per day out; everything else is NH's tester."""
+    """Tester mixin: strided windows in, one prediction per day out; everything else is NH's tester.
+
+    NH's ``evaluate`` reads ``predict_last_n`` again after each basin's forward passes, to lay out and score the
+    predictions. The stitched series have the layout of ``predict_last_n`` = 1 (one value per day), so for that part
+    the config says 1; otherwise NH would announce "metrics over the last 1 element only, ignoring P−1 predictions",
+    which is not what happens: every day is scored once. The run's value is restored whenever NH reads windows.
+    """
 
     def __init__(self, cfg: Config, run_dir: Path, period: str = 'test', init_model: bool = True):
         super().__init__(cfg, run_dir, period, init_model)
+        self._stride = cfg.predict_last_n
         LOGGER.info(f"Evaluating the {period} period with one window per predict_last_n={cfg.predict_last_n} days, "
                     f"each day predicted once (stefaland_strided_evaluation).")
 
+    def evaluate(self, *args, **kwargs) -> dict:
+        """NH's ``evaluate`` (same arguments and results); the config keeps its ``predict_last_n`` afterwards."""
+        try:
+            return super().evaluate(*args, **kwargs)
+        finally:
+            self._set_predict_last_n(self._stride)
+
     def _get_dataset(self, basin: str) -> StridedWindows:
-        return StridedWindows(super()._get_dataset(basin), stride=self.cfg.predict_last_n)
+        self._set_predict_last_n(self._stride)
+        return StridedWindows(super()._get_dataset(basin), stride=self._stride)
 
     def _evaluate(self, model: BaseModel, loader: DataLoader, frequencies: list[str], save_all_output: bool = False):
         """NH's ``_evaluate`` over the strided windows; predictions, observations and dates stitched per day.
 
         The per-window losses and the optional ``all_output`` (one row per strided window) are passed on as they are.
         """
+        self._set_predict_last_n(self._stride)
         predictions, observations, dates, losses, all_output = super()._evaluate(model, loader, frequencies,
                                                                                 save_all_output)
         for freq in predictions:
             predictions[freq], stitched_dates = stitch_windows(predictions[freq], dates[freq])
             observations[freq], _ = stitch_windows(observations[freq], dates[freq])
             dates[freq] = stitched_dates
+        self._set_predict_last_n(1)  # what NH reads next lays out and scores the stitched, daily series
         return predictions, observations, dates, losses, all_output
+
+    def _set_predict_last_n(self, value: int) -> None:
+        self.cfg.as_dict()['predict_last_n'] = value
 
 
 class StridedRegressionTester(_StridedEvaluation, RegressionTester):
