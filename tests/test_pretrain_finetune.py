@@ -1,6 +1,7 @@
 """Pretrain with the stock `nh-run train`, finetune with `nh-run finetune`, evaluate; the model's stage logic."""
 import logging
 import pickle
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,13 +13,15 @@ import torch
 import xarray
 from ruamel.yaml import YAML
 
+from neuralhydrology.datasetzoo import get_dataset
 from neuralhydrology.datautils.utils import load_scaler
 from neuralhydrology.modelzoo import get_model
-from neuralhydrology.nh_run import finetune, start_run
+from neuralhydrology.nh_run import eval_run, finetune, start_run
 from neuralhydrology.training import get_loss_obj
 from neuralhydrology.training.train import start_training
 from neuralhydrology.utils.config import Config
 
+from nh_stefaland.nh.normalisation import finetuning_scaler, pretraining_scaler
 from nh_stefaland.tools import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +29,8 @@ BIN = Path(sys.executable).parent
 YAML_SAFE = YAML(typ='safe')
 FINETUNE = {'stefaland_stage': 'finetune', 'head': 'regression', 'loss': 'NSE', 'metrics': ['NSE'],
             'predict_last_n': 5, 'finetune_modules': ['adapter', 'decoder', 'head'], 'validate_every': None}
+OTHER_BASINS = ['camels_01632900', 'camels_02177000', 'camels_02464000']  # none of basins_3.txt
+STATISTICS = ('xarray_feature_center', 'xarray_feature_scale')
 
 
 def _config_file(folder: Path, name: str = 'caravan_pretrain', **overrides) -> Path:
@@ -66,6 +71,79 @@ def _finetune(folder: Path, base: Path, **overrides) -> Path:
     return _run_dir(folder, 'test_finetune')
 
 
+def _on_other_basins(folder: Path) -> dict:
+    """Settings that train, validate and test on :data:`OTHER_BASINS` (the pretraining used basins_3.txt)."""
+    basin_file = folder / 'other_basins.txt'
+    folder.mkdir(parents=True, exist_ok=True)
+    basin_file.write_text('\n'.join(OTHER_BASINS) + '\n')
+    return {f'{period}_basin_file': str(basin_file) for period in ('train', 'validation', 'test')}
+
+
+def _own_statistics(run_dir: Path, folder: Path) -> dict:
+    """The scaler NH computes from the run's own training basins and period alone."""
+    cfg = Config(run_dir / 'config.yml')
+    cfg.update_config({'is_finetuning': False, 'train_dir': folder})
+    return get_dataset(cfg=cfg, is_train=True, period='train', scaler={}).scaler
+
+
+def _with_target_statistics(run_dir: Path, folder: Path) -> Path:
+    """A copy of a pretraining run whose scaler, as those of older versions, holds streamflow statistics."""
+    shutil.copytree(run_dir, folder)
+    scaler_file = folder / 'train_data' / 'train_data_scaler.yml'
+    scaler = YAML_SAFE.load(scaler_file)
+    for key, value in zip(STATISTICS, (100.0, 50.0)):
+        scaler[key]['data_vars']['streamflow'] = {'dims': [], 'attrs': {}, 'data': value}
+    YAML_SAFE.dump(scaler, scaler_file)
+    return folder
+
+
+def test_pretraining_stores_no_target_statistics(pretrained):
+    scaler = load_scaler(pretrained)
+    for key in STATISTICS:
+        assert 'streamflow' not in scaler[key]
+        assert set(scaler[key]) == {'total_precipitation_sum', 'temperature_2m_mean'}
+
+
+@pytest.mark.parametrize('older', [False, True], ids=['pretraining', 'older pretraining with target statistics'])
+def test_finetuning_normalises_the_target_with_its_own_training_basins_only(pretrained, tmp_path, older, caplog):
+    caplog.set_level(logging.INFO)
+    base = _with_target_statistics(pretrained, tmp_path / 'older') if older else pretrained
+    run_dir = _finetune(tmp_path, base, epochs=1, **_on_other_basins(tmp_path))
+    tuned, own, pretraining = load_scaler(run_dir), _own_statistics(run_dir, tmp_path / 'own'), load_scaler(base)
+    for key in STATISTICS:
+        assert tuned[key]['streamflow'].item() == own[key]['streamflow'].item()
+        assert tuned[key]['temperature_2m_mean'].item() == pretraining[key]['temperature_2m_mean'].item()
+    centre = 'xarray_feature_center'  # the inputs keep the pretraining basins' statistics, not their own
+    assert own[centre]['temperature_2m_mean'].item() != pretraining[centre]['temperature_2m_mean'].item()
+    assert "this run's training data for the targets and the variables it lacks: ['streamflow']" in caplog.text
+
+
+def test_a_target_that_is_also_a_dynamic_input_keeps_its_input_statistics(get_config, tmp_path, caplog):
+    """NH keeps one centre and scale per variable, and the pretrained encoder reads such a target as an input.
+
+    (NH 1.13 itself loads a variable named in both lists twice, so such a run does not train; the scaler is checked.)
+    """
+    inputs = ['total_precipitation_sum', 'temperature_2m_mean', 'streamflow']
+    pretraining = get_config('caravan_pretrain', dynamic_inputs=inputs, train_dir=tmp_path / 'base' / 'train_data')
+    scaler = get_dataset(cfg=pretraining, is_train=True, period='train', scaler={}).scaler
+    stored = pretraining_scaler(pretraining, scaler)
+    pretraining.dump_config(tmp_path / 'base')
+    finetuning = get_config('caravan_pretrain', **FINETUNE, dynamic_inputs=inputs, is_finetuning=True,
+                            base_run_dir=tmp_path / 'base', **_on_other_basins(tmp_path))
+    caplog.set_level(logging.INFO)
+    tuned = finetuning_scaler(finetuning, stored)
+    for key in STATISTICS:
+        assert stored[key]['streamflow'].item() == scaler[key]['streamflow'].item()
+        assert tuned[key]['streamflow'].item() == scaler[key]['streamflow'].item()
+    assert "the targets ['streamflow'] are dynamic inputs of base_run_dir" in caplog.text
+
+
+def test_nh_run_evaluate_of_a_pretraining_run_writes_reconstruction_losses(pretrained):
+    eval_run(pretrained, period='test')
+    losses = pd.read_csv(pretrained / 'test' / 'model_epoch001' / 'test_reconstruction_losses.csv', index_col='basin')
+    assert len(losses) == 3 and np.isfinite(losses.values).all()
+
+
 def test_pretraining_logs_train_and_validation_reconstruction_losses_to_tensorboard(pretrained):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -99,7 +177,8 @@ def test_nh_run_train_finetune_evaluate_keeps_pretrained_tensors_bit_identical(t
     assert not torch.equal(first['head.net.0.weight'], last['head.net.0.weight'])  # the task parts did train
     log = (run_dir / 'output.log').read_text()
     assert "frozen, in eval mode and without gradients: ['tokens', 'encoder', 'reconstruction_decoder']" in log
-    assert f"Normalisation: every variable uses the statistics of base_run_dir={pretrained}." in log
+    assert (f"Normalisation: the statistics of base_run_dir={pretrained}, plus this run's training data for the "
+            f"targets and the variables it lacks: ['streamflow']") in log
 
 
 def test_finetune_to_a_new_target_with_new_attributes_reuses_the_pretraining_normalisation(pretrained, tmp_path):

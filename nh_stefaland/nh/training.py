@@ -3,19 +3,18 @@
 ``nh-run finetune`` merges the finetuning config into the pretraining run's config and hands it to
 ``start_training``. Before anything is built, the checks below make sure the base run holds a pretrained StefaLand
 encoder that fits the config, and fix the encoder's variables to the pretrained ones. The trainer then reuses the
-pretraining run's normalisation (NH loads its scaler) and adds statistics only for variables new in finetuning.
+pretraining run's normalisation of the inputs (NH loads its scaler) and normalises the targets, and the variables new
+in finetuning, with this run's training data; a pretraining run stores no target statistics
+(:mod:`nh_stefaland.nh.normalisation`).
 """
 import logging
 
-import pandas as pd
-import xarray
-
-from neuralhydrology.datasetzoo import get_dataset
 from neuralhydrology.datasetzoo.basedataset import BaseDataset
 from neuralhydrology.training.basetrainer import BaseTrainer
 from neuralhydrology.utils.config import Config
 
 from nh_stefaland.model.checks import encoder_variables
+from nh_stefaland.nh.normalisation import finetuning_scaler, pretraining_scaler, save_scaler
 
 LOGGER = logging.getLogger(__name__)
 
@@ -38,6 +37,8 @@ def start_training(cfg: Config) -> None:
     if cfg.stefaland_stage == 'finetune':
         check_finetuning(cfg)
         trainer = FinetuneTrainer(cfg=cfg)
+    elif cfg.stefaland_stage == 'pretrain':
+        trainer = PretrainTrainer(cfg=cfg)
     else:
         trainer = BaseTrainer(cfg=cfg)
     trainer.initialize_training()
@@ -79,11 +80,20 @@ def check_finetuning(cfg: Config) -> None:
     cfg.update_config({'stefaland_encoder_inputs': base_inputs, 'stefaland_encoder_attributes': base_attributes})
 
 
-class FinetuneTrainer(BaseTrainer):
-    """NH's trainer for finetuning StefaLand: normalisation for new variables only, and a check of what trains."""
+class PretrainTrainer(BaseTrainer):
+    """NH's trainer for pretraining StefaLand: the run's scaler is stored without target statistics."""
 
     def _get_dataset(self) -> BaseDataset:
-        self._scaler = extend_scaler(self.cfg, self._scaler)
+        dataset = super()._get_dataset()
+        save_scaler(self.cfg, pretraining_scaler(self.cfg, dataset.scaler))
+        return dataset
+
+
+class FinetuneTrainer(BaseTrainer):
+    """NH's trainer for finetuning StefaLand: the targets normalised with its own basins, and a check of what trains."""
+
+    def _get_dataset(self) -> BaseDataset:
+        self._scaler = finetuning_scaler(self.cfg, self._scaler)
         return super()._get_dataset()
 
     def _freeze_model_parts(self):
@@ -97,40 +107,6 @@ class FinetuneTrainer(BaseTrainer):
             raise ValueError(f"finetune_modules={self.cfg.finetune_modules} names nothing trainable for the task; "
                              f"parts with parameters: {with_parameters}.")
         LOGGER.info(f"Finetuning {trainable}; frozen, in eval mode and without gradients: {frozen}.")
-
-
-def extend_scaler(cfg: Config, scaler: dict) -> dict:
-    """The pretraining run's scaler plus statistics of this run's training data for variables it lacks.
-
-    Parameters
-    ----------
-    cfg : Config
-        The finetuning configuration.
-    scaler : dict
-        The base run's scaler (NH's format: ``attribute_means``/``attribute_stds`` Series,
-        ``xarray_feature_center``/``xarray_feature_scale`` Datasets).
-
-    Returns
-    -------
-    dict
-        A scaler with the base run's values for every variable it has.
-    """
-    variables = list(dict.fromkeys(cfg.dynamic_inputs + cfg.target_variables))
-    attributes = cfg.static_attributes + cfg.hydroatlas_attributes
-    new_variables = [v for v in variables if v not in scaler['xarray_feature_center']]
-    new_attributes = [a for a in attributes if a not in scaler['attribute_means'].index]
-    if not new_variables and not new_attributes:
-        LOGGER.info(f"Normalisation: every variable uses the statistics of base_run_dir={cfg.base_run_dir}.")
-        return scaler
-    fresh = get_dataset(cfg=cfg, period='train', is_train=True, scaler={}).scaler
-    extended = dict(scaler)
-    for key in ('xarray_feature_center', 'xarray_feature_scale'):
-        extended[key] = xarray.merge([scaler[key], fresh[key][new_variables].astype('float32')])
-    for key in ('attribute_means', 'attribute_stds'):
-        extended[key] = pd.concat([scaler[key], fresh[key][new_attributes]])
-    LOGGER.info(f"Normalisation: the statistics of base_run_dir={cfg.base_run_dir}, plus this run's training data "
-                f"for the variables it lacks: {new_variables + new_attributes}.")
-    return extended
 
 
 def _check_same_variables(key: str, requested: list[str] | None, pretrained: list[str]) -> None:

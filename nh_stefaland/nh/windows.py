@@ -9,11 +9,18 @@ from neuralhydrology.datasetzoo.basedataset import BaseDataset
 from neuralhydrology.utils.config import Config
 from neuralhydrology.utils.errors import NoEvaluationDataError
 
+from nh_stefaland.nh.normalisation import with_placeholder_targets
+
 
 def basin_dataset(cfg: Config, basin: str, period: str, scaler: dict) -> BaseDataset | None:
-    """One basin's evaluation dataset of ``period`` (one window per day), or None when it has no data."""
+    """One basin's evaluation dataset of ``period`` (one window per day), or None when it has no data.
+
+    ``scaler`` is the run's; a pretraining run's has no target statistics, and its targets (never read) are
+    normalised with centre 0 and scale 1.
+    """
     try:
-        return get_dataset(cfg=cfg, is_train=False, period=period, basin=basin, scaler=scaler)
+        return get_dataset(cfg=cfg, is_train=False, period=period, basin=basin,
+                           scaler=with_placeholder_targets(cfg, scaler))
     except NoEvaluationDataError:
         return None
 
