@@ -116,6 +116,9 @@ def _wrap_start_training(original: Callable) -> Callable:
             from nh_stefaland.nh import training
 
             return training.start_training(cfg)
+        from nh_stefaland.nh.distributed import check_single_process
+
+        check_single_process(cfg)
         return original(cfg)
 
     return start_training

@@ -14,6 +14,7 @@ from neuralhydrology.training.basetrainer import BaseTrainer
 from neuralhydrology.utils.config import Config
 
 from nh_stefaland.model.checks import encoder_variables
+from nh_stefaland.nh import distributed
 from nh_stefaland.nh.normalisation import finetuning_scaler, pretraining_scaler, save_scaler
 
 LOGGER = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ PRETRAINED_STAGES = ('pretrain', 'finetune')
 
 
 def start_training(cfg: Config) -> None:
-    """Train a StefaLand run (any stage) with NH's trainer.
+    """Train a StefaLand run (any stage) with NH's trainer, on every process when started by ``torchrun``.
 
     Raises
     ------
@@ -36,11 +37,11 @@ def start_training(cfg: Config) -> None:
         raise ValueError(f"head: {cfg.head} is StefaLand's pretraining head; model: {cfg.model} cannot use it.")
     if cfg.stefaland_stage == 'finetune':
         check_finetuning(cfg)
-        trainer = FinetuneTrainer(cfg=cfg)
+        trainer = distributed.trainer_class(FinetuneTrainer)(cfg=cfg)
     elif cfg.stefaland_stage == 'pretrain':
-        trainer = PretrainTrainer(cfg=cfg)
+        trainer = distributed.trainer_class(PretrainTrainer)(cfg=cfg)
     else:
-        trainer = BaseTrainer(cfg=cfg)
+        trainer = distributed.trainer_class(BaseTrainer)(cfg=cfg)
     trainer.initialize_training()
     trainer.train_and_validate()
 
