@@ -1,4 +1,6 @@
 """Registration into the stock NH commands: the .pth hook, laziness, opt-out, idempotence, and a real `nh-run`."""
+import importlib.metadata
+import json
 import os
 import pickle
 import subprocess
@@ -17,8 +19,56 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def _python(code: str, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+# NH with a renamed modelzoo resolver, as another NH version might have it: the patch finds no `get_model`
+RENAMED_RESOLVER = """
+import json, pickle, sys
+from pathlib import Path
+from nh_stefaland.nh import registration
+
+patch_modelzoo = registration.PATCHES['neuralhydrology.modelzoo']
+
+def patch_without_get_model(module):
+    get_model = vars(module).pop('get_model')
+    try:
+        patch_modelzoo(module)
+    finally:
+        module.get_model = get_model
+
+registration.PATCHES['neuralhydrology.modelzoo'] = patch_without_get_model
+
+from neuralhydrology.nh_run import eval_run, start_run
+from neuralhydrology import evaluation, modelzoo, training
+from neuralhydrology.evaluation import tester
+from neuralhydrology.training import basetrainer, train
+from neuralhydrology.utils.config import Config
+
+def patched():
+    resolvers = [modelzoo.get_model, basetrainer.get_model, tester.get_model, training.get_loss_obj,
+                 train.start_training, evaluation.get_tester, Config._check_cfg_keys, Config.head.fget]
+    return ([f.__name__ for f in resolvers if hasattr(f, '__nh_stefaland_original__')]
+            + [key for key in dir(Config) if key.startswith('stefaland_')])
+
+report = {'patched_after_import': patched()}
+start_run(Path(sys.argv[1]))
+run_dir, = (Path(sys.argv[2])).iterdir()
+eval_run(run_dir, period='test')
+with (run_dir / 'test' / 'model_epoch001' / 'test_results.p').open('rb') as fp:
+    results = pickle.load(fp)
+report['finite'] = all(bool((basin['1D']['xr']['streamflow_sim'].notnull()).all()) for basin in results.values())
+report['basins'] = len(results)
+import nh_stefaland
+try:
+    nh_stefaland.register()
+    report['register'] = 'no error'
+except AttributeError as error:
+    report['register'] = str(error)
+report['patched_after_register'] = patched()
+print(json.dumps(report))
+"""
+
+
+def _python(code: str, *args, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, '-c', code, *map(str, args)], capture_output=True, text=True,
                           env={**os.environ, **env}, check=True)
 
 
@@ -81,3 +131,23 @@ def test_stock_nh_run_train_continue_and_evaluate(tmp_path):
     assert len(results) == 3
     assert all(np.isfinite(basin['1D']['xr']['streamflow_sim'].values).all() for basin in results.values())
     assert yaml.load(run_dir / 'config.yml')['model'] == 'stefaland'
+
+
+def test_a_failed_patch_leaves_neuralhydrology_working_and_warns_once(tmp_path):
+    """A resolver NH no longer has: importing NH, training and evaluating cudalstm work, nothing stays patched."""
+    yaml = YAML(typ='safe')
+    cfg = {key: value for key, value in yaml.load(ROOT / 'tests' / 'configs' / 'caravan_sample.yml').items()
+           if not key.startswith('stefaland_')}
+    for key in ('data_dir', 'train_basin_file', 'validation_basin_file', 'test_basin_file'):
+        cfg[key] = str(ROOT / cfg[key])
+    cfg.update({'model': 'cudalstm', 'run_dir': str(tmp_path / 'runs')})
+    yaml.dump(cfg, tmp_path / 'config.yml')
+    out = _python(RENAMED_RESOLVER, tmp_path / 'config.yml', tmp_path / 'runs')
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report['patched_after_import'] == [] and report['patched_after_register'] == []
+    assert report['basins'] == 3 and report['finite']
+    assert report['register'] == "module 'neuralhydrology.modelzoo' has no attribute 'get_model'"
+    version = importlib.metadata.version('neuralhydrology')
+    warning = (f"StefaLand is not registered with NeuralHydrology {version} (nh_stefaland "
+               f"{nh_stefaland.__version__}): patching neuralhydrology.modelzoo failed with AttributeError: ")
+    assert (out.stdout + out.stderr).count('StefaLand is not registered') == 1 and warning in out.stderr

@@ -6,6 +6,10 @@ NeuralHydrology's original otherwise) and every loaded ``neuralhydrology*`` modu
 is rebound to the wrapper. Config keys become ``Config`` properties, so NH's own key check accepts them, and a
 StefaLand pretraining config gets ``head``/``loss: reconstruction`` from its stage.
 
+Registration is all or nothing: every change to NeuralHydrology is recorded, and when a patch fails (a resolver
+renamed in another NeuralHydrology version, say), every change made so far, in all modules, is taken back before
+the error is raised, so NeuralHydrology is left exactly as installed.
+
 This module imports only the standard library at import time: the import hook reads :data:`PATCHES` when Python
 starts. Everything StefaLand-specific is imported inside the wrappers.
 """
@@ -17,6 +21,8 @@ from typing import Any, Callable
 MODEL_NAMES = ('stefaland',)
 RECONSTRUCTION = 'reconstruction'  # the head and loss of stefaland_stage: pretrain
 _WRAPPED = '__nh_stefaland_original__'
+_MISSING = object()
+_UNDO: list[Callable[[], None]] = []  # how to take back each change made to NeuralHydrology, oldest first
 
 
 def register_all() -> None:
@@ -26,10 +32,22 @@ def register_all() -> None:
 
 
 def patch_module(module: ModuleType) -> None:
-    """Apply the patch that belongs to one freshly executed NeuralHydrology module (idempotent)."""
+    """Apply the patch that belongs to one freshly executed NeuralHydrology module (idempotent).
+
+    Raises
+    ------
+    Exception
+        Whatever the patch raised, after every patch made so far (of all modules) has been taken back.
+    """
     patch = PATCHES.get(module.__name__)
-    if patch is not None:
+    if patch is None:
+        return
+    try:
         patch(module)
+    except Exception as error:
+        _undo()
+        error.add_note(f"nh_stefaland could not patch {module.__name__}; NeuralHydrology is left as installed.")
+        raise
 
 
 def is_stefaland(cfg) -> bool:
@@ -43,7 +61,7 @@ def _patch_config(module: ModuleType) -> None:
     config_class = module.Config
     for name, key in KEYS.items():
         if not isinstance(getattr(config_class, name, None), property):
-            setattr(config_class, name, _key_property(name, key.default, key.doc))
+            _set(config_class, name, _key_property(name, key.default, key.doc))
     for name in ('head', 'loss'):
         _replace_property(config_class, name, _implied_by_stage)
     _replace(module.Config, '_check_cfg_keys', staticmethod(_wrap_key_check(config_class._check_cfg_keys)))
@@ -165,7 +183,7 @@ def _replace_property(owner: type, name: str, implied: Callable[[dict, str], Any
         return original.fget(self) if value is None else value
 
     setattr(getter, _WRAPPED, original.fget)
-    setattr(owner, name, property(getter, original.fset, original.fdel, original.__doc__))
+    _set(owner, name, property(getter, original.fset, original.fdel, original.__doc__))
 
 
 def _replace(owner: Any, attribute: str, wrapper: Any) -> None:
@@ -177,12 +195,31 @@ def _replace(owner: Any, attribute: str, wrapper: Any) -> None:
     function = wrapper.__func__ if isinstance(wrapper, staticmethod) else wrapper
     setattr(function, _WRAPPED, original)
     function.__name__, function.__doc__ = original.__name__, original.__doc__
-    setattr(owner, attribute, wrapper)
+    _set(owner, attribute, wrapper)
+    _rebind(original, function)
+    _UNDO.append(lambda: _rebind(function, original))  # also the aliases bound to the wrapper since
+
+
+def _rebind(old: Any, new: Any) -> None:
+    """Set every attribute of the loaded ``neuralhydrology*`` modules that *is* ``old`` to ``new``."""
     for name, loaded in list(sys.modules.items()):
         if name.startswith('neuralhydrology') and loaded is not None:
             for alias, value in list(vars(loaded).items()):
-                if value is original:
-                    setattr(loaded, alias, function)
+                if value is old:
+                    setattr(loaded, alias, new)
+
+
+def _set(owner: Any, attribute: str, value: Any) -> None:
+    """``setattr`` of a NeuralHydrology module or class, recorded so that :func:`_undo` can take it back."""
+    previous = vars(owner).get(attribute, _MISSING)
+    setattr(owner, attribute, value)
+    _UNDO.append(lambda: delattr(owner, attribute) if previous is _MISSING else setattr(owner, attribute, previous))
+
+
+def _undo() -> None:
+    """Take back every change made to NeuralHydrology, newest first."""
+    while _UNDO:
+        _UNDO.pop()()
 
 
 # the NeuralHydrology modules that are patched, each with its patch: the import hook watches exactly these
