@@ -36,6 +36,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "forcings and attributes, never the held-out basins' streamflow).")
     parser.add_argument('--allow-attribute', action='append', default=[], metavar='NAME',
                         help="Accept a static attribute whose name looks derived from streamflow.")
+    parser.add_argument('--seeds', type=int, default=1, metavar='N',
+                        help="Train every model of every fold N times, with the config's seed + 0…N−1; the report "
+                             "adds per-seed medians, the seed spread and each model's seed ensemble (default 1).")
+    parser.add_argument('--epoch', choices=('last', 'best'), default='last',
+                        help="Test the last epoch (NH's default) or the epoch with the best median NSE on the fold's "
+                             "training basins over the validation period (needs a checkpoint per epoch).")
+    parser.add_argument('--epoch-basins', type=int, default=50, metavar='N',
+                        help="With --epoch best: the number of training basins (a seeded subset, the same for every "
+                             "model) that choose the epoch (default 50).")
     parser.add_argument('--jobs', type=int, default=1,
                         help="Runs at a time, each in a worker process with 1/N of the cores as PyTorch threads "
                              "(default 1: one after the other in this process).")

@@ -1,6 +1,7 @@
 """The plan of a ``nh-stefaland pub`` run: checked settings, saved folds and the tasks per model and fold."""
 import argparse
 import hashlib
+import itertools
 import json
 import logging
 import re
@@ -11,7 +12,7 @@ import pandas as pd
 from neuralhydrology.datautils.utils import load_basin_file
 from neuralhydrology.utils.config import Config
 
-from nh_stefaland.tools.pub import folds as pub_folds, leakage as pub_leakage
+from nh_stefaland.tools.pub import epochs, folds as pub_folds, leakage as pub_leakage
 from nh_stefaland.tools.pub.report import FOLDS_FILE, SETTINGS_FILE
 from nh_stefaland.tools.pub.runs import Task
 
@@ -35,8 +36,9 @@ def settings_from(args: argparse.Namespace) -> tuple[dict, dict]:
                          "(or --report-only DIR).")
     if args.groups and not (args.regions or args.group_by):
         raise ValueError("--groups needs --regions or --group-by ATTRIBUTE.")
-    if args.jobs < 1:
-        raise ValueError(f"--jobs {args.jobs} must be at least 1.")
+    for option, value in (('--jobs', args.jobs), ('--seeds', args.seeds), ('--epoch-basins', args.epoch_basins)):
+        if value < 1:
+            raise ValueError(f"{option} {value} must be at least 1.")
     if args.data_dir is not None and not args.data_dir.is_dir():
         raise FileNotFoundError(f"--data-dir {args.data_dir}: no such folder.")
     models = {label: {'config': str(path), 'pretrain': None} for label, path in _labelled(args.model, '--model')}
@@ -57,7 +59,8 @@ def settings_from(args: argparse.Namespace) -> tuple[dict, dict]:
     settings = {**protocol, 'basin_file': str(args.basin_file), 'basins': basins,
                 'data_dir': str(args.data_dir.resolve()) if args.data_dir is not None else None,
                 'pretrain_held_out': 'excluded' if args.pretrain_exclude_held_out else 'included',
-                'allow_attributes': args.allow_attribute, 'models': models}
+                'allow_attributes': args.allow_attribute, 'seeds': args.seeds, 'epoch': args.epoch,
+                'epoch_basins': args.epoch_basins, 'models': models}
     _check_configs(settings)
     earlier_file = args.output_dir / SETTINGS_FILE
     if earlier_file.is_file():
@@ -94,6 +97,10 @@ def _check_configs(settings: dict) -> None:
     allowed = settings['allow_attributes']
     for label, model in settings['models'].items():
         cfg = Config(Path(model['config']))
+        seeded = Config(Path(model['pretrain'])) if model['pretrain'] is not None else cfg
+        if settings['seeds'] > 1 and seeded.seed is None and cfg.seed is None:
+            raise ValueError(f"Model '{label}': --seeds {settings['seeds']} derives the seeds from the config's "
+                             f"seed, and {model['pretrain'] or model['config']} sets none. Add `seed: <int>`.")
         stage = cfg.as_dict().get('stefaland_stage')
         if model['pretrain'] is None:
             if stage in ('pretrain', 'finetune'):
@@ -156,13 +163,14 @@ def load_or_make_folds(settings: dict, output_dir: Path) -> pd.DataFrame:
 
 def plan(settings: dict, models: dict, folds: pd.DataFrame, output_dir: Path,
          only: list[int] | None = None) -> list[list[Task]]:
-    """The tasks of ``models``: wave 0 their pretraining stages, wave 1 one final stage per model and fold.
+    """The tasks of ``models``: wave 0 their pretraining stages, wave 1 one final stage per model, fold and seed.
 
-    With ``only`` (``--fold``), the final stages of those folds only.
+    With ``only`` (``--fold``), the final stages of those folds only. With ``settings['seeds']`` N > 1 every stage
+    is trained N times, with the config's ``seed`` + 0…N−1 (a pretrained model's pretraining too).
 
     Validation uses the fold's training basins (over the config's validation period): the held-out basins are
     looked at only in the test. Pretraining sees all basins, or only the training basins when the held-out ones
-    are excluded; one pretraining on all basins is shared by the folds.
+    are excluded; one pretraining on all basins (per seed) is shared by the folds.
     """
     unknown = sorted(set(only or ()) - set(folds['fold']))
     if unknown:
@@ -170,39 +178,59 @@ def plan(settings: dict, models: dict, folds: pd.DataFrame, output_dir: Path,
     fold_files = pub_folds.write_fold_basin_files(folds, output_dir / 'basins')
     all_basins = output_dir / 'basins' / 'all.txt'
     all_basins.write_text(''.join(f'{basin}\n' for basin in folds['basin']))
+    epoch_files = _epoch_basin_files(settings, fold_files)
     include = settings['pretrain_held_out'] == 'included'
     data_dir = Path(settings['data_dir']) if settings['data_dir'] is not None else None
     pretraining, final = [], []
-    for label, model in models.items():
-        runs = output_dir / 'runs' / label
+    for (label, model), seed in itertools.product(models.items(), range(settings.get('seeds', 1))):
+        runs, tag = output_dir / 'runs' / label, f'_seed_{seed:02d}' if seed else ''
         shared = None
         if model['pretrain'] is not None and include:
             files = {'train': all_basins, 'validation': all_basins, 'test': all_basins}
-            shared = Task(label, 'pretrain', runs / 'pretrain', Path(model['pretrain']), files, frozenset(),
-                          _fingerprint(model['pretrain'], files, data_dir), data_dir=data_dir, evaluate=False)
+            name = f'seed_{seed:02d}_pretrain' if seed else 'pretrain'
+            shared = Task(label, name, runs / name, Path(model['pretrain']), files, frozenset(),
+                          _fingerprint(model['pretrain'], files, data_dir, seed=seed), data_dir=data_dir,
+                          evaluate=False, seed=seed)
             pretraining.append(shared)
         for fold, paths in fold_files.items():
             if only and fold not in only:
                 continue
             files = {'train': paths['train'], 'validation': paths['train'], 'test': paths['test']}
             held_out = frozenset(folds.loc[folds['fold'] == fold, 'basin'])
+            name = f'fold_{fold:02d}{tag}'
             base = shared
             if model['pretrain'] is not None and not include:
-                base = Task(label, f'fold_{fold:02d}_pretrain', runs / f'fold_{fold:02d}_pretrain',
-                            Path(model['pretrain']), files, held_out, _fingerprint(model['pretrain'], files, data_dir),
-                            data_dir=data_dir, evaluate=False)
+                base = Task(label, f'{name}_pretrain', runs / f'{name}_pretrain', Path(model['pretrain']), files,
+                            held_out, _fingerprint(model['pretrain'], files, data_dir, seed=seed), data_dir=data_dir,
+                            evaluate=False, seed=seed)
                 pretraining.append(base)
-            final.append(Task(label, f'fold_{fold:02d}', runs / f'fold_{fold:02d}', Path(model['config']), files,
-                              held_out, _fingerprint(model['config'], files, data_dir, base), base=base,
-                              target_basin_file=paths['train'] if shared is not None else None,
-                              data_dir=data_dir))
+            final.append(Task(label, name, runs / name, Path(model['config']), files, held_out,
+                              _fingerprint(model['config'], files, data_dir, base, seed=seed), base=base,
+                              data_dir=data_dir, seed=seed, epoch_basin_file=epoch_files.get(fold)))
     return [pretraining, final]
 
 
-def _fingerprint(config: str, basin_files: dict[str, Path], data_dir: Path | None, base: Task | None = None) -> str:
-    """Hash of a stage's config text, its basins, ``--data-dir`` and (for finetuning) its pretraining's fingerprint."""
+def _epoch_basin_files(settings: dict, fold_files: dict[int, dict[str, Path]]) -> dict[int, Path]:
+    """With ``--epoch best``, per fold the seeded subset of its training basins that chooses the epoch."""
+    if settings.get('epoch', 'last') != 'best':
+        return {}
+    files = {}
+    for fold, paths in fold_files.items():
+        basins = epochs.choice_basins(load_basin_file(paths['train']), settings['epoch_basins'], seed=fold)
+        files[fold] = paths['train'].with_name('epoch_choice.txt')
+        files[fold].write_text(''.join(f'{basin}\n' for basin in basins))
+    return files
+
+
+def _fingerprint(config: str, basin_files: dict[str, Path], data_dir: Path | None, base: Task | None = None,
+                 seed: int = 0) -> str:
+    """Hash of a stage's config text, its basins, ``--data-dir``, (for finetuning) its pretraining's fingerprint and
+    its seed offset."""
     parts = [Path(config).read_text(), *(path.read_text() for path in basin_files.values()),
              base.fingerprint if base is not None else '']
-    if data_dir is not None:  # appended only when given: runs made without --data-dir keep their fingerprint
+    # appended only when given: runs made without --data-dir or extra seeds keep their fingerprint
+    if data_dir is not None:
         parts.append(str(data_dir))
+    if seed:
+        parts.append(f'seed+{seed}')
     return hashlib.sha256('\0'.join(parts).encode()).hexdigest()[:16]

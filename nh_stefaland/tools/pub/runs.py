@@ -1,5 +1,4 @@
 """Training and evaluating one model stage on one fold, here or in worker processes, resumable through status files."""
-import copy
 import json
 import logging
 import os
@@ -14,17 +13,15 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-from ruamel.yaml import YAML
 from tqdm import tqdm
 
-from neuralhydrology.datasetzoo import get_dataset
 from neuralhydrology.evaluation import evaluate as nh_evaluate
 from neuralhydrology.training import train as nh_train
 from neuralhydrology.utils.config import Config
 
 import nh_stefaland
-from nh_stefaland.tools.pub import leakage as pub_leakage
-from nh_stefaland.tools.pub.report import REPORT_METRICS, STATUS_FILE, read_status
+from nh_stefaland.tools.pub import epochs, leakage as pub_leakage
+from nh_stefaland.tools.pub.report import EPOCH_FILE, REPORT_METRICS, STATUS_FILE, read_epoch_choice, read_status
 
 LOGGER = logging.getLogger(__name__)
 
@@ -40,7 +37,8 @@ class Task:
     label : str
         The model label (``--model LABEL=CONFIG``).
     name : str
-        ``fold_NN``, ``fold_NN_pretrain`` or ``pretrain`` (one pretraining shared by all folds).
+        ``fold_NN``, ``fold_NN_pretrain`` or ``pretrain`` (one pretraining shared by all folds); ``_seed_KK``
+        after ``fold_NN`` or before ``_pretrain`` for the K-th extra seed.
     directory : Path
         Holds ``status.json``, ``pub.log`` and the NH run folder that training creates.
     config_file : Path
@@ -53,12 +51,14 @@ class Task:
         Hash of everything that defines the stage; a finished stage with another fingerprint is not reused.
     base : Task | None
         The pretraining stage this stage finetunes.
-    target_basin_file : Path | None
-        Set when ``base`` saw held-out basins: the basins whose streamflow defines the target normalisation.
     data_dir : Path | None
         ``--data-dir``: the dataset folder, in place of the config's ``data_dir``.
     evaluate : bool
         Evaluate the trained model on the test period (final stages).
+    seed : int
+        Added to the config's ``seed`` (0: the config's own seed).
+    epoch_basin_file : Path | None
+        With ``--epoch best``: the training basins on which the epoch is chosen (None: the last epoch).
     """
     label: str
     name: str
@@ -68,19 +68,25 @@ class Task:
     held_out: frozenset[str]
     fingerprint: str
     base: 'Task | None' = None
-    target_basin_file: Path | None = None
     data_dir: Path | None = None
     evaluate: bool = True
+    seed: int = 0
+    epoch_basin_file: Path | None = None
 
 
 def is_finished(task: Task) -> bool:
-    """Whether the task finished earlier with the same fingerprint (and left its metrics, if it evaluates).
+    """Whether the task finished earlier with the same fingerprint (and left its metrics, if it evaluates, and its
+    epoch choice on the same basins, with ``--epoch best``).
 
     Raises
     ------
     ValueError
         If it finished with another fingerprint: its config, basins or pretraining changed since.
     """
+    return _is_trained(task) and (task.epoch_basin_file is None or _has_epoch_choice(task))
+
+
+def _is_trained(task: Task) -> bool:
     status = read_status(task.directory)
     if status is None or status['state'] != 'done':
         return False
@@ -88,6 +94,12 @@ def is_finished(task: Task) -> bool:
         raise ValueError(f"Model '{task.label}' {task.name} in {task.directory} was run with another config, fold or "
                          f"pretraining setting. Use a new --output-dir or a new label, or delete that folder.")
     return not task.evaluate or (task.directory / status.get('metrics_file', '')).is_file()
+
+
+def _has_epoch_choice(task: Task) -> bool:
+    choice = read_epoch_choice(task.directory)
+    return (choice is not None and choice['basin_file_sha'] == epochs.file_sha(task.epoch_basin_file)
+            and (task.directory / choice['metrics_file']).is_file())
 
 
 def run_waves(waves: list[list[Task]], jobs: int, progress: tqdm) -> dict[Path, dict]:
@@ -125,7 +137,12 @@ def run_waves(waves: list[list[Task]], jobs: int, progress: tqdm) -> dict[Path, 
 
 
 def run_task(task: Task) -> dict:
-    """Train (and evaluate) one task in this process; writes its log and status, and never raises."""
+    """Train (and evaluate) one task in this process; writes its log and status, and never raises.
+
+    A task trained earlier that lacks only its ``--epoch best`` choice keeps its training and gets the choice.
+    """
+    if task.epoch_basin_file is not None and _is_trained(task):
+        return _choose_epoch(task)
     if task.directory.exists():
         shutil.rmtree(task.directory)
     task.directory.mkdir(parents=True)
@@ -150,6 +167,25 @@ def _train_and_evaluate(task: Task) -> dict:
     status = {'state': 'done', 'run_dir': str(cfg.run_dir), 'target': cfg.target_variables[0]}  # NH set run_dir
     if task.evaluate:
         status['metrics_file'] = str(_evaluate(cfg.run_dir))
+    if task.epoch_basin_file is not None:
+        choice = epochs.choose_epoch(cfg.run_dir, task.epoch_basin_file, _report_metrics(cfg))
+        epochs.write_choice(task.directory, choice, EPOCH_FILE)
+    return status
+
+
+def _choose_epoch(task: Task) -> dict:
+    """The epoch choice of a trained task, logged to its own file; the status of the task as it was."""
+    status = read_status(task.directory)
+    log_file = task.directory / 'epoch.log'
+    with _output_to(log_file):
+        try:
+            run_dir = (task.directory / status['run_dir']).resolve()
+            choice = epochs.choose_epoch(run_dir, task.epoch_basin_file, _report_metrics(Config(run_dir / 'config.yml')))
+            epochs.write_choice(task.directory, choice, EPOCH_FILE)
+        except Exception as error:  # reported like a failed run; the other runs go on
+            LOGGER.exception(f"Model '{task.label}' {task.name}: choosing the epoch failed.")
+            return {**status, 'state': 'failed', 'error': f"epoch choice: {type(error).__name__}: {error}",
+                    'log': os.path.relpath(log_file, task.directory)}
     return status
 
 
@@ -160,6 +196,8 @@ def _stage_config(task: Task) -> Config:
         cfg.update_config(_data_dir(task))
     else:
         cfg = _finetune_config(task)
+    if task.seed:
+        cfg.update_config({'seed': cfg.seed + task.seed})
     cfg.update_config({'run_dir': task.directory, 'experiment_name': f'{task.label}_{task.name}',
                        'train_basin_file': task.basin_files['train'],
                        'validation_basin_file': task.basin_files['validation'],
@@ -177,8 +215,6 @@ def _finetune_config(task: Task) -> Config:
     cfg.is_finetuning = True
     cfg.is_continue_training = False
     cfg.base_run_dir = base_run
-    if task.target_basin_file is not None:
-        cfg.base_run_dir = _base_with_fold_targets(cfg, base_run, task)
     return cfg
 
 
@@ -187,47 +223,23 @@ def _data_dir(task: Task) -> dict:
     return {} if task.data_dir is None else {'data_dir': task.data_dir}
 
 
-def _base_with_fold_targets(cfg: Config, base_run: Path, task: Task) -> Path:
-    """A view of the pretraining run whose target normalisation is computed from the fold's training basins only.
-
-    The pretraining saw the held-out basins; NH would carry the mean and spread of their streamflow into finetuning
-    through the pretraining run's scaler. The view links the run's config and weights and holds its scaler with the
-    target entries replaced by those of the finetuning data of the fold's training basins.
-    """
-    view = task.directory / 'pretraining_view'
-    (view / 'train_data').mkdir(parents=True)
-    for source in [base_run / 'config.yml', *base_run.glob('model_epoch*.pt')]:
-        (view / source.name).symlink_to(source)
-    statistics_cfg = Config(copy.deepcopy(cfg.as_dict()))  # Config(dict) would share the dict with cfg
-    statistics_cfg.update_config({'train_basin_file': task.target_basin_file, 'is_finetuning': False,
-                                  'train_dir': view / 'fold_target_statistics'})
-    get_dataset(cfg=statistics_cfg, is_train=True, period='train', scaler={})
-    yaml = YAML(typ='safe')
-    scaler = yaml.load((base_run / 'train_data' / 'train_data_scaler.yml').read_text())
-    fold = yaml.load((view / 'fold_target_statistics' / 'train_data_scaler.yml').read_text())
-    for key in ('xarray_feature_center', 'xarray_feature_scale'):
-        for target in cfg.target_variables:
-            scaler[key]['data_vars'][target] = fold[key]['data_vars'][target]
-    with (view / 'train_data' / 'train_data_scaler.yml').open('w') as stream:
-        yaml.dump(scaler, stream)
-    LOGGER.info(f"Target normalisation of {cfg.target_variables} taken from {task.target_basin_file} only.")
-    return view
-
-
 def _evaluate(run_dir: Path) -> Path:
     """NH's test evaluation of the last epoch, with :data:`REPORT_METRICS` added; returns the metrics file."""
     cfg = Config(run_dir / 'config.yml')
-    metrics = cfg.metrics
-    if isinstance(metrics, dict):
-        cfg.metrics = {target: _with_report_metrics(names) for target, names in metrics.items()}
-    else:
-        cfg.metrics = _with_report_metrics(metrics)
+    cfg.metrics = _report_metrics(cfg)
     nh_evaluate.start_evaluation(cfg=cfg, run_dir=run_dir, epoch=None, period='test')
     metrics_files = sorted((run_dir / 'test').glob('model_epoch*/test_metrics.csv'))
     if not metrics_files:
         raise FileNotFoundError(f"The test evaluation of {run_dir} wrote no test_metrics.csv (is the model a "
                                 f"pretraining stage, or was no held-out basin evaluable?).")
     return metrics_files[-1]
+
+
+def _report_metrics(cfg: Config) -> list[str] | dict[str, list[str]]:
+    """The config's metrics with :data:`REPORT_METRICS` added (per target, if given per target)."""
+    if isinstance(cfg.metrics, dict):
+        return {target: _with_report_metrics(names) for target, names in cfg.metrics.items()}
+    return _with_report_metrics(cfg.metrics)
 
 
 def _with_report_metrics(names: list[str]) -> list[str]:

@@ -1,0 +1,131 @@
+"""The markdown text of the ``nh-stefaland pub`` report."""
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nh_stefaland.tools.pub.scoring import REPORT_METRICS
+
+
+def report(settings: dict, folds: pd.DataFrame, per_basin: pd.DataFrame, summary: pd.DataFrame,
+           paired: pd.DataFrame, seeds: pd.DataFrame, epochs: dict[str, list[int]], failed: list[dict],
+           times: pd.DataFrame) -> str:
+    """The whole report.md: protocol, models, summary, paired comparison, seeds, run time, folds, figure."""
+    lines = [f"# {protocol_name(settings)}", "", *_protocol_lines(settings, folds, per_basin), "", "## Models", ""]
+    for label, model in settings['models'].items():
+        pretraining = f", pretrained with `{shown(model['pretrain'])}`" if model['pretrain'] else ""
+        lines.append(f"- **{label}**: `{shown(model['config'])}`{pretraining}")
+    if per_basin.empty:
+        lines += ["", "No run has finished yet.", ""]
+        return "\n".join(lines + _failed_lines(failed))
+    nse = summary[summary['metric'] == 'NSE'].set_index('model')
+    medians = summary.pivot(index='model', columns='metric', values='median').reindex(nse.index)
+    tested = per_basin.groupby('model', sort=False)['fold'].nunique().reindex(nse.index)
+    n_seeds = per_basin.groupby('model', sort=False)['seed'].nunique().reindex(nse.index)
+    table = pd.DataFrame({'folds': [f"{n}/{folds['fold'].nunique()}" for n in tested],
+                          'basins': nse['n'], 'seeds': n_seeds, 'NSE median': nse['median'], 'NSE mean': nse['mean'],
+                          'NSE q25': nse['q25'], 'NSE q75': nse['q75'], 'share NSE<0': nse['share_below_0'],
+                          **{f'{m} median': medians.get(m) for m in REPORT_METRICS if m != 'NSE'}})
+    partial = ["Models with fewer folds (`--fold`, or runs not finished) are summarised over their own held-out "
+               "basins; the paired comparison uses the basins both models predicted.", ""]
+    lines += ["", "## Summary over held-out basins", "",
+              "A model trained with several seeds is summarised by each basin's mean over its seeds; "
+              "`<model>_ensemble` is the mean prediction of its seeds, scored as a model of its own.", "",
+              _table(table.reset_index()), "", *(partial if (tested < folds['fold'].nunique()).any() else []),
+              "## Paired comparison (same basins, same days)", "",
+              "Median over basins of A − B (per-basin seed means), a 95 % percentile-bootstrap interval that "
+              "resamples whole folds (basins of a fold share one trained model) and each model's seeds, and the "
+              "share of basins where A is better (higher NSE/KGE, lower RMSE). With few folds the interval is "
+              "wide: that is the uncertainty of a fold-level result.", "", _table(paired), ""]
+    if not seeds.empty:
+        lines += ["## Seeds", "", "Median NSE over held-out basins of each seed, and the range between seeds.", "",
+                  _table(seeds.reset_index()), ""]
+    if epochs:
+        lines += ["## Chosen epochs", "", "Epoch with the best median NSE on the fold's training basins over the "
+                  "validation period (`--epoch best`); held-out basins play no part in the choice.", "",
+                  *(f"- **{label}**: epochs {', '.join(str(e) for e in chosen)} (one per run)"
+                    for label, chosen in epochs.items()), ""]
+    if not times.empty:
+        times = times.reindex([label for label in settings['models'] if label in times.index])
+        lines += ["## Run time", "", "Wall-clock minutes of each run (runs side by side with `--jobs` share the "
+                  "cores); blank: no pretraining stage, or a run that did not record its duration.", "",
+                  _table(times.reset_index()), ""]
+    by_fold = per_basin.pivot_table(index=['fold', 'group'], columns='model', values='NSE', aggfunc='median')
+    by_fold = by_fold[list(per_basin['model'].unique())]
+    lines += ["## Median NSE per held-out fold", "", _table(by_fold.reset_index()), "",
+              "## NSE distribution", "", "![NSE CDF per model](nse_cdf.png)", "", *_failed_lines(failed)]
+    lines += ["Files: `per_basin.csv` (basin, fold, group, model, seed, days scored, metrics), `summary.csv`, "
+              "`paired.csv`, `seeds.csv`, `nse_cdf.png`.", ""]
+    return "\n".join(lines)
+
+
+def protocol_name(settings: dict) -> str:
+    """'PUB: K random basin folds' or 'PUR: held-out groups of …'."""
+    if settings['protocol'] == 'random':
+        return f"PUB: {settings['folds']} random basin folds"
+    groups = settings['groups']
+    spec = ' '.join('{' + ','.join(g) + '}' for g in groups) if groups else 'one group per value'
+    return f"PUR: held-out groups of {settings['group_by']} {spec}"
+
+
+def shown(path: str) -> str:
+    """A config path as the report shows it: relative to the working directory when below it."""
+    return str(Path(path).relative_to(Path.cwd())) if Path(path).is_relative_to(Path.cwd()) else path
+
+
+def _protocol_lines(settings: dict, folds: pd.DataFrame, per_basin: pd.DataFrame) -> list[str]:
+    sizes = folds.groupby(['fold', 'group']).size().reset_index(name='basins')
+    epoch = ("the epoch with the best median NSE on the fold's training basins over the validation period "
+             "(`--epoch best`)" if settings.get('epoch') == 'best' else "last epoch")
+    seeds = settings.get('seeds', 1)
+    lines = [f"- Basins: {len(folds)} from `{settings['basin_file']}`; {len(sizes)} folds, each held out once "
+             f"({', '.join(str(n) for n in sizes['basins'])} basins)"
+             + (f", seed {settings['seed']}." if settings['protocol'] == 'random' else "."),
+             *([f"- Data: `{settings['data_dir']}` (--data-dir, in place of each config's `data_dir`)."]
+               if settings.get('data_dir') else []),
+             "- Each fold: training and validation on the other folds' basins (validation period of the config), "
+             f"test on the held-out basins over the config's test period, {epoch}.",
+             *([f"- Seeds: every model of every fold trained with {seeds} seeds (the config's `seed` + 0…"
+                f"{seeds - 1})."] if seeds > 1 else []),
+             f"- {_pretraining_sentence(settings)}",
+             "- Leakage checks passed: `use_basin_id_encoding` off; no target variable among the inputs; no static "
+             "attribute named like a streamflow signature"
+             + (f" (accepted by --allow-attribute: {', '.join(settings['allow_attributes'])})"
+                if settings['allow_attributes'] else "")
+             + "; no held-out basin in a training or validation basin file."]
+    if not per_basin.empty:
+        days = per_basin.groupby('basin')['days'].first()
+        lines.append(f"- Scoring: every metric of every model is computed from its `test_results.p` on the days that "
+                     f"all models predict in the basin (NH's tester scores from `test_start_date + predict_last_n − "
+                     f"1`, StefaLand's strided tester from `test_start_date`): median {np.median(days):.0f} days "
+                     f"per basin ({days.min()}–{days.max()}).")
+    return lines
+
+
+def _failed_lines(failed: list[dict]) -> list[str]:
+    if not failed:
+        return []
+    return ["## Runs that did not finish", "",
+            *(f"- {s['label']} {s['name']}: {s['error']} (log: `{s['log']}`)" for s in failed), ""]
+
+
+def _pretraining_sentence(settings: dict) -> str:
+    if not any(model['pretrain'] for model in settings['models'].values()):
+        return "No model has a pretraining stage."
+    if settings['pretrain_held_out'] == 'included':
+        return ("Pretraining saw all basins' forcings and attributes, never the held-out basins' streamflow "
+                "(target-free stage; finetuning's target normalisation from the fold's training basins only).")
+    return "Pretraining saw each fold's training basins only (held-out basins excluded entirely)."
+
+
+def _table(frame: pd.DataFrame) -> str:
+    """A DataFrame as a markdown table (numbers with 3 decimals)."""
+    def cell(value) -> str:
+        if isinstance(value, (float, np.floating)):
+            return '' if np.isnan(value) else f'{value:.3f}'
+        return str(value)
+
+    header = '| ' + ' | '.join(str(c) for c in frame.columns) + ' |'
+    rule = '|' + '---|' * len(frame.columns)
+    rows = ['| ' + ' | '.join(cell(v) for v in row) + ' |' for row in frame.itertuples(index=False)]
+    return '\n'.join([header, rule, *rows])
