@@ -3,8 +3,13 @@ import pytest
 import torch
 
 from nh_stefaland.nh.losses import masked_mse
+from neuralhydrology.modelzoo import get_model
+
 from nh_stefaland.model.masking import (DEFAULT_ATTRIBUTE_GROUPS, _windows_needed, attribute_group_ids, group_mask,
-                                  window_mask)
+                                  span_lengths, window_mask)
+
+# every window length up to half a year (where 30–90-day spans get shortened at ratio 0.5), then every 61st
+LENGTHS = [*range(2, 181), *range(181, 731, 61)]
 
 
 @pytest.mark.parametrize('ratio', [0.3, 0.5, 0.75])
@@ -43,6 +48,56 @@ def test_window_mask_matches_a_loop_that_counts_overlaps_once():
         sample, variable = divmod(row, shape[2])
         hidden = set(torch.nonzero(mask[sample, :, variable]).flatten().tolist())
         assert hidden == best[1]
+
+
+@pytest.mark.parametrize('ratio', [0.3, 0.5, 0.75])
+def test_window_mask_hides_the_ratio_at_every_window_length(ratio):
+    generator = torch.Generator().manual_seed(0)
+    errors = []
+    for length in LENGTHS:
+        mask = window_mask((max(8, 2048 // length), length, 8), ratio, 30, 90, generator=generator)
+        errors.append(mask.float().mean().item() - ratio)
+        assert errors[-1] == pytest.approx(0.0, abs=0.04), f"T={length}"
+    assert sum(errors) / len(errors) == pytest.approx(0.0, abs=0.01)
+
+
+def test_span_lengths_shrink_only_for_short_windows():
+    assert span_lengths(365, 0.5, 30, 90) == span_lengths(180, 0.5, 30, 90) == (30, 90)
+    assert span_lengths(179, 0.5, 30, 90) == (30, 89)
+    assert span_lengths(45, 0.5, 30, 90) == (22, 22)
+    assert span_lengths(2, 0.3, 30, 90) == (1, 1)
+
+
+def test_shortened_window_masks_are_reproducible_spans_no_longer_than_allowed():
+    mask = window_mask((16, 20, 3), 0.5, 30, 90, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(mask, window_mask((16, 20, 3), 0.5, 30, 90, generator=torch.Generator().manual_seed(2)))
+    rows = mask.transpose(1, 2).int()  # [B, F, T]
+    span_starts = torch.diff(rows, dim=-1, prepend=torch.zeros_like(rows[..., :1])) == 1
+    assert mask.float().mean().item() == pytest.approx(0.5, abs=0.05)
+    assert 1 <= span_starts.sum(dim=-1).float().mean().item() <= 2  # spans of 10 days, not one of 20
+
+
+def test_group_mask_hides_nothing_when_no_attribute_is_maskable():
+    generator = torch.Generator().manual_seed(0)
+    mask = group_mask(7, torch.tensor([-1, -1, -1]), ratio=0.5, generator=generator)
+    assert mask.dtype == torch.bool and mask.shape == (7, 3) and not mask.any()
+    assert group_mask(4, torch.zeros(0, dtype=torch.long), ratio=0.5).shape == (4, 0)
+
+
+def test_pretraining_says_when_spans_shrink_or_nothing_static_is_maskable(get_config, caplog):
+    cfg = get_config('caravan_pretrain', stefaland_mask_min_days=30, stefaland_mask_max_days=90,
+                     stefaland_never_masked_attributes=['area', 'aridity', 'clay_frac', 'elev_mean', 'p_mean',
+                                                        'sand_frac'])
+    model = get_model(cfg)
+    assert "seq_length=30 is short for masked spans of stefaland_mask_min_days=30" in caplog.text
+    assert "pretraining masks spans of 15 to 15 days" in caplog.text
+    assert "static reconstruction has nothing to learn" in caplog.text
+    dynamic, static = torch.randn(4, 30, 2), torch.randn(4, 6)
+    dynamic_mask, static_mask = model.draw_masks(dynamic, static, torch.Generator().manual_seed(0))
+    assert not static_mask.any() and dynamic_mask.float().mean().item() == pytest.approx(0.5, abs=0.1)
+    caplog.clear()
+    get_model(get_config('caravan_pretrain'))
+    assert "is short for masked spans" not in caplog.text and "nothing to learn" not in caplog.text
 
 
 def test_group_mask_hides_whole_groups():

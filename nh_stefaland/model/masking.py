@@ -33,9 +33,16 @@ def window_mask(shape: tuple[int, int, int], ratio: float, min_length: int = 30,
                 generator: torch.Generator | None = None, device: torch.device | str | None = None) -> torch.Tensor:
     """Hide contiguous windows of each variable's days until about ``ratio`` of them are hidden.
 
-    Per sample and variable, windows of a length drawn uniformly from [min_length, max_length] (capped at T) are
-    placed at random inside the T days, one after the other; days covered twice count once. The number of windows
-    kept is the one whose covered share is closest to ``ratio``, so the realised share is unbiased.
+    Per sample and variable, windows of a length drawn uniformly from :func:`span_lengths` are placed at random inside
+    the T days, one after the other; days covered twice count once. How many windows are kept depends on the spans:
+
+    - configured spans (``max_length`` ≤ ratio · T, e.g. 365 days with 30–90-day spans at ratio 0.5): the number of
+      windows whose covered share is closest to ``ratio`` (ties: fewer windows);
+    - shortened spans (T too short for them, see :func:`span_lengths`): the most windows that cover at most
+      ratio · T days, plus one more with the probability that makes the expected share ``ratio``; this takes one more
+      random draw per row.
+
+    Either way the hidden share averages ``ratio`` for any T ≥ 2, within about a percentage point.
 
     Parameters
     ----------
@@ -44,7 +51,7 @@ def window_mask(shape: tuple[int, int, int], ratio: float, min_length: int = 30,
     ratio : float
         Share of the days to hide, in [0, 1].
     min_length, max_length : int
-        Shortest and longest window in days.
+        Shortest and longest window in days, shortened for short T (see :func:`span_lengths`).
     generator : torch.Generator | None
         Random source (its device is used); the device's global generator when None.
     device : torch.device | str | None
@@ -61,10 +68,10 @@ def window_mask(shape: tuple[int, int, int], ratio: float, min_length: int = 30,
         return torch.zeros(shape, dtype=torch.bool, device=device)
     if ratio >= 1.0:
         return torch.ones(shape, dtype=torch.bool, device=device)
-    min_length, max_length = min(min_length, length), min(max_length, length)
-    n_rows, n_windows = batch_size * n_variables, _windows_needed(ratio, length, min_length)
+    low, high = span_lengths(length, ratio, min_length, max_length)
+    n_rows, n_windows = batch_size * n_variables, _windows_needed(ratio, length, low)
 
-    lengths = torch.randint(min_length, max_length + 1, (n_rows, n_windows), generator=generator, device=device)
+    lengths = torch.randint(low, high + 1, (n_rows, n_windows), generator=generator, device=device)
     starts = (torch.rand((n_rows, n_windows), generator=generator, device=device) * (length - lengths + 1)).long()
     days = torch.arange(length, device=device)
     covers = (days >= starts.unsqueeze(-1)) & (days < (starts + lengths).unsqueeze(-1))  # [R, K, T]
@@ -73,9 +80,22 @@ def window_mask(shape: tuple[int, int, int], ratio: float, min_length: int = 30,
     newly_covered = torch.zeros(n_rows, n_windows + 1, device=device).scatter_add_(
         1, first, torch.ones_like(first, dtype=torch.float32))  # [R, K+1]
     covered = torch.cat([torch.zeros(n_rows, 1, device=device), newly_covered[:, :-1].cumsum(dim=1)], dim=1)
-    n_kept = (covered - ratio * length).abs().argmin(dim=1)  # [R]; covered is sorted, first of ties is fewer windows
+    if (low, high) == (min_length, max_length):
+        n_kept = (covered - ratio * length).abs().argmin(dim=1)  # [R]; covered is sorted, ties: fewer windows
+    else:
+        n_kept = _kept_at_random(covered, ratio * length, generator)  # [R]
     mask = first < n_kept.unsqueeze(-1)  # [R, T]
     return mask.view(batch_size, n_variables, length).transpose(1, 2)  # [B, T, F]
+
+
+def span_lengths(length: int, ratio: float, min_length: int, max_length: int) -> tuple[int, int]:
+    """Shortest and longest masked window for T = ``length`` days: the configured ones where they fit.
+
+    Windows longer than the ratio · T days to hide would overshoot it, so the longest is capped at that (at least one
+    day) and the shortest at the longest. With 30–90-day windows and ratio 0.5 nothing changes from T = 180 days on.
+    """
+    high = min(max_length, max(1, math.floor(ratio * length)))
+    return min(min_length, high), high
 
 
 def group_mask(batch_size: int, group_ids: torch.Tensor, ratio: float, group_probability: float = 0.5,
@@ -83,7 +103,8 @@ def group_mask(batch_size: int, group_ids: torch.Tensor, ratio: float, group_pro
     """Hide whole groups of related static attributes, then single attributes until ``ratio`` are hidden.
 
     Each group is hidden with probability ``group_probability``; if fewer than round(ratio · maskable) attributes
-    are hidden then, randomly chosen single attributes are added until that many are.
+    are hidden then, randomly chosen single attributes are added until that many are. With no maskable attribute
+    (every id -1) nothing is hidden and nothing is drawn.
 
     Parameters
     ----------
@@ -106,7 +127,9 @@ def group_mask(batch_size: int, group_ids: torch.Tensor, ratio: float, group_pro
     """
     device = group_ids.device
     maskable = group_ids >= 0  # [C]
-    n_groups = int(group_ids.max().item()) + 1 if group_ids.numel() else 0
+    if not maskable.any():
+        return torch.zeros((batch_size, group_ids.numel()), dtype=torch.bool, device=device)
+    n_groups = int(group_ids.max().item()) + 1
     drawn = torch.rand((batch_size, n_groups), generator=generator, device=device) < group_probability  # [B, G]
     mask = drawn[:, group_ids.clamp(min=0)] & maskable  # [B, C]
     shortfall = (round(ratio * int(maskable.sum().item())) - mask.sum(dim=1)).clamp(min=0)  # [B]
@@ -156,3 +179,14 @@ def _windows_needed(ratio: float, length: int, min_length: int) -> int:
         return 2
     per_window = -math.log1p(-min_length / length)
     return 2 * math.ceil(-math.log1p(-ratio) / per_window) + 2
+
+
+def _kept_at_random(covered: torch.Tensor, target: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Windows kept per row [R]: the most that cover at most ``target`` days, one more with the probability that
+    makes the expected covered count ``target`` (``covered`` [R, K+1]: days covered by the first k windows)."""
+    below = (covered <= target).sum(dim=1) - 1  # [R]: the most windows covering at most the target
+    above = (below + 1).clamp(max=covered.shape[1] - 1)  # covers more than the target, unless no window is left
+    under, over = covered.gather(1, below[:, None])[:, 0], covered.gather(1, above[:, None])[:, 0]
+    p_more = torch.where(above > below, (target - under) / (over - under).clamp(min=1.0), 0.0)  # [R]
+    draw = torch.rand(p_more.shape, generator=generator, device=covered.device)
+    return below + (draw < p_more).long()

@@ -17,7 +17,7 @@ from neuralhydrology.utils.config import Config
 from nh_stefaland.model.adapters import ADAPTERS, get_adapter, get_decoder
 from nh_stefaland.model.checks import check_model_options, check_stage, encoder_variables
 from nh_stefaland.model.encoder import Encoder
-from nh_stefaland.model.masking import attribute_group_ids, group_mask, window_mask
+from nh_stefaland.model.masking import attribute_group_ids, group_mask, span_lengths, window_mask
 from nh_stefaland.model.reconstruction import ReconstructionDecoder, ReconstructionHead
 from nh_stefaland.model.settings import STAGE_PARTS, Settings
 from nh_stefaland.model.tokens import InputTokens
@@ -76,6 +76,8 @@ class StefaLand(BaseModel):
                                bf16=settings.bf16)
         if self.stage != 'supervised':
             self.reconstruction_decoder = self._build_reconstruction_decoder(settings)
+        if self.stage == 'pretrain':
+            self._warn_about_masking(settings, cfg.seq_length)
         if self.stage != 'pretrain':
             self.adapter = get_adapter(settings.adapter, n_inputs=len(self.dynamic_inputs),
                                        n_attributes=len(self.static_attributes), d_model=settings.d_model,
@@ -240,3 +242,16 @@ class StefaLand(BaseModel):
         if absent:
             LOGGER.warning(f"The pretrained encoder reads {absent}, which this config does not load: they are fed as "
                            f"missing (their learned mask vectors) throughout.")
+
+    def _warn_about_masking(self, settings: Settings, length: int):
+        """Say when pretraining masks shorter spans than configured, or no static attribute at all."""
+        low, high = span_lengths(length, settings.mask_ratio, settings.mask_min_days, settings.mask_max_days)
+        if 0 < settings.mask_ratio < 1 and (low, high) != (settings.mask_min_days, settings.mask_max_days):
+            LOGGER.warning(f"seq_length={length} is short for masked spans of stefaland_mask_min_days="
+                           f"{settings.mask_min_days} to stefaland_mask_max_days={settings.mask_max_days} days at "
+                           f"stefaland_mask_ratio={settings.mask_ratio}: pretraining masks spans of {low} to {high} "
+                           f"days instead, hiding about {settings.mask_ratio:.0%} of each window.")
+        if not (self.attribute_groups >= 0).any():
+            LOGGER.warning(f"No encoder attribute can be masked (all of {self.encoder_attributes} are in "
+                           f"stefaland_never_masked_attributes): static reconstruction has nothing to learn and its "
+                           f"loss stays 0.")
