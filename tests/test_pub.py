@@ -1,5 +1,6 @@
 """`nh-stefaland pub`: folds, leakage guards, resumable runs of two models on the shipped sample, the report."""
 import argparse
+import itertools
 import json
 import pickle
 import shutil
@@ -8,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import xarray
 from ruamel.yaml import YAML
 
@@ -18,7 +20,8 @@ from neuralhydrology.utils.config import Config
 from nh_stefaland.tools import cli
 from nh_stefaland.tools.pub import cli as pub, folds as pub_folds, leakage as pub_leakage, plan as pub_plan
 from nh_stefaland.tools.pub import markdown as pub_markdown, report as pub_report, runs as pub_runs
-from nh_stefaland.tools.pub import scoring as pub_scoring, stats as pub_stats
+from nh_stefaland.tools.pub import hydrographs as pub_hydrographs, maps as pub_maps
+from nh_stefaland.tools.pub import scoring as pub_scoring, stats as pub_stats, workers as pub_workers
 from nh_stefaland.tools.pub.report import REPORT_METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -334,18 +337,19 @@ def test_the_console_script_reports_a_wrong_input_in_one_line(tmp_path, monkeypa
 
 
 def test_seeds_best_epoch_and_scoring_on_the_days_every_model_predicts(tmp_path):
-    period = {'predict_last_n': 10, 'epochs': 2, 'validate_every': None}
+    # the configs name a GPU; --devices puts each of the two workers on the CPU instead
+    period = {'predict_last_n': 10, 'epochs': 2, 'validate_every': None, 'device': 'cuda:0'}
     stefaland = _config(tmp_path, 'stefaland', **period)
     lstm = _config(tmp_path, 'lstm', model='cudalstm', **period)
     output = tmp_path / 'pub'
     common = ['--model', f'stefaland={stefaland}', '--model', f'lstm={lstm}', '--basin-file', _basin_file(tmp_path),
-              '--output-dir', output, '--folds', 2, '--seeds', 2]
+              '--output-dir', output, '--folds', 2, '--seeds', 2, '--devices', 'cpu,cpu']
     assert _pub(*common) == 0
     assert {path.name for path in (output / 'runs' / 'lstm').iterdir()} == {'fold_01', 'fold_01_seed_01', 'fold_02',
                                                                            'fold_02_seed_01'}
-    seeds = [Config(next((output / 'runs' / 'lstm' / name).glob('lstm_*/config.yml'))).seed
-             for name in ('fold_01', 'fold_01_seed_01')]
-    assert seeds == [1, 2]
+    configs = [Config(next((output / 'runs' / 'lstm' / name).glob('lstm_*/config.yml')))
+               for name in ('fold_01', 'fold_01_seed_01')]
+    assert [cfg.seed for cfg in configs] == [1, 2] and {cfg.device for cfg in configs} == {'cpu'}
 
     per_basin = pd.read_csv(output / 'report' / 'per_basin.csv', dtype={'basin': str, 'seed': str})
     # NH's tester scores the LSTM from test_start_date + 9 days, the strided tester StefaLand from test_start_date:
@@ -408,3 +412,85 @@ def test_a_seed_ensemble_is_the_mean_of_its_seeds_predictions(tmp_path):
     scored = pub_scoring.score_folds(runs, folds).set_index('model')
     assert scored.loc['m_ensemble', 'NSE'] == pytest.approx(1.0)
     assert (scored.loc['m', 'NSE'] < 1.0).all()
+
+
+def _scored_output(directory: Path, data_dir: Path, basins: list[str], models: tuple[str, ...] = ('a', 'b'),
+                   n_folds: int = 2) -> Path:
+    """A pub output directory with finished runs of ``models`` whose test_results.p hold synthetic daily flows
+    (1999-10-01 to 2001-09-30; model k's error grows with k), made without training."""
+    output = directory / 'pub'
+    config = _config(directory, 'model', data_dir=str(data_dir))
+    folds = pub_folds.random_folds(basins, n_folds, seed=0)
+    output.mkdir()
+    folds.to_csv(output / 'folds.csv', index=False)
+    settings = {'protocol': 'random', 'folds': n_folds, 'seed': 0, 'group_by': None, 'groups': None,
+                'basin_file': 'basins.txt', 'basins': basins, 'data_dir': None, 'pretrain_held_out': 'included',
+                'allow_attributes': [], 'seeds': 1, 'epoch': 'last', 'epoch_basins': 50,
+                'models': {model: {'config': str(config), 'pretrain': None} for model in models}}
+    (output / 'pub.json').write_text(json.dumps(settings))
+    dates = pd.date_range('1999-10-01', '2001-09-30')
+    rng = np.random.default_rng(0)
+    flows = {basin: 2 + np.sin(np.arange(len(dates)) * 2 * np.pi / 365) + rng.gamma(0.5, 1.0, len(dates))
+             for basin in basins}
+    for (index, model), fold in itertools.product(enumerate(models), range(1, n_folds + 1)):
+        run = output / 'runs' / model / f'fold_{fold:02d}'
+        (run / 'run' / 'test' / 'model_epoch001').mkdir(parents=True)
+        (run / 'run' / 'config.yml').write_text('clip_targets_to_zero: []\n')
+        results = {}
+        for basin in folds.loc[folds['fold'] == fold, 'basin']:
+            simulated = flows[basin] + rng.normal(0, 0.3 * (index + 1) * rng.uniform(0.5, 1.5), len(dates))
+            results[basin] = {'1D': {'xr': xarray.Dataset(
+                {'streamflow_obs': (('date', 'time_step'), flows[basin][:, None]),
+                 'streamflow_sim': (('date', 'time_step'), simulated[:, None])},
+                coords={'date': dates, 'time_step': [0]})}}
+        (run / 'run' / 'test' / 'model_epoch001' / 'test_results.p').write_bytes(pickle.dumps(results))
+        (run / 'status.json').write_text(json.dumps(
+            {'state': 'done', 'run_dir': 'run', 'target': 'streamflow', 'log': 'pub.log', 'seconds': 1.0,
+             'metrics_file': 'run/test/model_epoch001/test_metrics.csv', 'name': run.name, 'fingerprint': ''}))
+    return output
+
+
+def test_report_maps_and_hydrographs_of_each_pair(tmp_path):
+    basins = (SAMPLE / 'basins.txt').read_text().split()
+    output = _scored_output(tmp_path, SAMPLE, basins, models=('a', 'b', 'c'))
+    markdown = pub_report.write_report(output).read_text()
+    pairs = [('a', 'b'), ('a', 'c'), ('b', 'c')]
+    names = ['nse_map.png', *(f'{kind}_{a}_vs_{b}.png' for a, b in pairs for kind in ('nse_difference',
+                                                                                        'hydrographs'))]
+    for name in names:
+        assert (output / 'report' / name).read_bytes()[:4] == b'\x89PNG'
+        assert f']({name})' in markdown and f'`{name}`' in markdown
+    assert markdown.index('## Maps') < markdown.index('## Hydrographs')
+
+    differences = pd.Series([0.3, -0.2, 0.1, 0.0, 0.5], index=list('vwxyz'))
+    assert pub_hydrographs.percentile_basins(differences) == [(10, 'w'), (50, 'x'), (90, 'z')]
+    assert pub_hydrographs.percentile_basins(differences[:1]) == [(10, 'v')]
+    days = pd.date_range('2000-08-01', '2001-12-31')
+    observed = pd.Series(1.0, index=days).where(days < '2001-11-01')
+    assert pub_hydrographs.hydrological_year(days, observed) == 2001
+    assert pub_maps.marker_size(30) > pub_maps.marker_size(3000) >= 4
+
+
+def test_report_without_gauge_coordinates_has_a_note_instead_of_maps(tmp_path):
+    data_dir = tmp_path / 'data'
+    shutil.copytree(SAMPLE / 'attributes', data_dir / 'attributes')
+    other = data_dir / 'attributes' / 'camels' / 'attributes_other_camels.csv'
+    pd.read_csv(other).drop(columns=['gauge_lat', 'gauge_lon']).to_csv(other, index=False)
+    output = _scored_output(tmp_path, data_dir, BASINS)
+    markdown = pub_report.write_report(output).read_text()
+    assert f"No maps: the attributes of dataset `caravan` in `{data_dir}` have no gauge_lat, gauge_lon." in markdown
+    assert not (output / 'report' / 'nse_map.png').exists()
+    assert '](hydrographs_a_vs_b.png)' in markdown
+
+
+def test_devices_give_one_worker_each_and_are_checked():
+    assert pub_workers.parse_devices(None, None) == ([], 1)
+    assert pub_workers.parse_devices('cpu,cpu', None) == (['cpu', 'cpu'], 2)
+    assert pub_workers.parse_devices('cpu,cpu', 1) == (['cpu', 'cpu'], 1)
+    with pytest.raises(ValueError, match="--jobs 3 exceeds the 2 --devices"):
+        pub_workers.parse_devices('cpu,cpu', 3)
+    with pytest.raises(ValueError, match="'gpu0' is not a device"):
+        pub_workers.parse_devices('gpu0', None)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="cuda:0 is not available"):
+            pub_workers.parse_devices('cuda:0', None)

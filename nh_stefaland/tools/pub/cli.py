@@ -45,7 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--epoch-basins', type=int, default=50, metavar='N',
                         help="With --epoch best: the number of training basins (a seeded subset, the same for every "
                              "model) that choose the epoch (default 50).")
-    parser.add_argument('--jobs', type=int, default=1,
+    parser.add_argument('--devices', metavar='D1,D2',
+                        help="Spread the runs over these torch devices (e.g. cuda:0,cuda:1), one run per device at a "
+                             "time, in place of the configs' `device`; --jobs defaults to the number of devices.")
+    parser.add_argument('--jobs', type=int, default=None,
                         help="Runs at a time, each in a worker process with 1/N of the cores as PyTorch threads "
                              "(default 1: one after the other in this process).")
     parser.add_argument('--report-only', type=Path, metavar='DIR', help="Only rebuild the report of DIR's runs.")
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     import nh_stefaland
-    from nh_stefaland.tools.pub import plan as pub_plan, report as pub_report, runs as pub_runs
+    from nh_stefaland.tools.pub import plan as pub_plan, report as pub_report, runs as pub_runs, workers as pub_workers
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format='%(message)s', stream=sys.stdout)
@@ -66,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     nh_stefaland.register()
     settings, models = pub_plan.settings_from(args)
+    devices, jobs = pub_workers.parse_devices(args.devices, args.jobs)
     output_dir = args.output_dir.resolve()
     folds = pub_plan.load_or_make_folds(settings, output_dir)
     waves = pub_plan.plan(settings, models, folds, output_dir, only=args.fold)
@@ -81,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     total = len(pretraining_todo) + len(final_todo)
     with tqdm(total=len(final) + len(pretraining_todo), initial=len(final) - len(final_todo), file=sys.stdout,
               desc='folds × models', unit='run') as progress:
-        statuses = pub_runs.run_waves(todo, jobs=args.jobs, progress=progress)
+        statuses = pub_runs.run_waves(todo, jobs=jobs, progress=progress, devices=devices)
     failed = {directory: status for directory, status in statuses.items() if status['state'] != 'done'}
     for directory, status in failed.items():
         LOGGER.error(f"Model '{status['label']}' {status['name']} failed ({status['error']}); "

@@ -12,7 +12,7 @@ import pandas as pd
 from neuralhydrology.datautils.utils import load_basin_file
 from neuralhydrology.utils.config import Config
 
-from nh_stefaland.tools.pub import epochs, folds as pub_folds, leakage as pub_leakage
+from nh_stefaland.tools.pub import epochs, files as pub_files, folds as pub_folds, leakage as pub_leakage
 from nh_stefaland.tools.pub.report import FOLDS_FILE, SETTINGS_FILE
 from nh_stefaland.tools.pub.runs import Task
 
@@ -36,7 +36,8 @@ def settings_from(args: argparse.Namespace) -> tuple[dict, dict]:
                          "(or --report-only DIR).")
     if args.groups and not (args.regions or args.group_by):
         raise ValueError("--groups needs --regions or --group-by ATTRIBUTE.")
-    for option, value in (('--jobs', args.jobs), ('--seeds', args.seeds), ('--epoch-basins', args.epoch_basins)):
+    jobs = 1 if args.jobs is None else args.jobs
+    for option, value in (('--jobs', jobs), ('--seeds', args.seeds), ('--epoch-basins', args.epoch_basins)):
         if value < 1:
             raise ValueError(f"{option} {value} must be at least 1.")
     if args.data_dir is not None and not args.data_dir.is_dir():
@@ -62,20 +63,36 @@ def settings_from(args: argparse.Namespace) -> tuple[dict, dict]:
                 'allow_attributes': args.allow_attribute, 'seeds': args.seeds, 'epoch': args.epoch,
                 'epoch_basins': args.epoch_basins, 'models': models}
     _check_configs(settings)
-    earlier_file = args.output_dir / SETTINGS_FILE
-    if earlier_file.is_file():
-        earlier = json.loads(earlier_file.read_text())
-        changed = [key for key in (*FOLD_SETTINGS, 'basins') if earlier[key] != settings[key]]
-        if changed:
-            raise ValueError(f"{args.output_dir} holds folds made with other {changed}; use a new --output-dir.")
-        settings['models'] = {**earlier['models'], **models}
+    settings['models'] = _with_earlier_models(settings, args.output_dir)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     return settings, models
 
 
 def save_settings(settings: dict, output_dir: Path) -> None:
-    """Keep the settings in ``output_dir`` (pub.json), for re-runs and the report."""
-    (output_dir / SETTINGS_FILE).write_text(json.dumps(settings, indent=1))
+    """Keep the settings in ``output_dir`` (pub.json), for re-runs and the report.
+
+    Models that another pub process saved there meanwhile (a job array's other jobs) are kept.
+
+    Raises
+    ------
+    ValueError
+        If another pub process saved folds made with other settings there meanwhile.
+    """
+    with pub_files.locked(output_dir / pub_files.LOCK_FILE):
+        settings['models'] = _with_earlier_models(settings, output_dir)
+        pub_files.write_text(output_dir / SETTINGS_FILE, json.dumps(settings, indent=1))
+
+
+def _with_earlier_models(settings: dict, output_dir: Path) -> dict:
+    """The models of ``output_dir``'s pub.json (if any) and then those of ``settings``, checking the fold settings."""
+    earlier_file = output_dir / SETTINGS_FILE
+    if not earlier_file.is_file():
+        return settings['models']
+    earlier = json.loads(earlier_file.read_text())
+    changed = [key for key in (*FOLD_SETTINGS, 'basins') if earlier[key] != settings[key]]
+    if changed:
+        raise ValueError(f"{output_dir} holds folds made with other {changed}; use a new --output-dir.")
+    return {**earlier['models'], **settings['models']}
 
 
 def _labelled(values: list[str], option: str) -> list[tuple[str, Path]]:
@@ -119,7 +136,7 @@ def _check_configs(settings: dict) -> None:
             pub_leakage.check_config(pretrain, label, allowed)
             if settings['pretrain_held_out'] == 'included':
                 pub_leakage.check_target_free(pretrain, label)
-            cfg = _effective_config(model, settings['data_dir'])
+            cfg = pub_folds.model_config(model, settings['data_dir'])
         _check_data_dir(cfg, label, settings['data_dir'])
         pub_leakage.check_config(cfg, label, allowed)
 
@@ -131,21 +148,13 @@ def _check_data_dir(cfg: Config, label: str, data_dir: str | None) -> None:
                                 f"give the dataset folder of every model with --data-dir.")
 
 
-def _effective_config(model: dict, data_dir: str | None) -> Config:
-    """A model's config, for a pretraining + finetuning pair the finetuning file laid over the pretraining's."""
-    if model['pretrain'] is None:
-        cfg = Config(Path(model['config']))
-    else:
-        cfg = Config(Path(model['pretrain']))
-        cfg.update_config(Path(model['config']))
-    if data_dir is not None:
-        cfg.update_config({'data_dir': data_dir})
-    return cfg
-
-
 def load_or_make_folds(settings: dict, output_dir: Path) -> pd.DataFrame:
     """The saved fold assignment of ``output_dir``, or a new one (saved there as folds.csv)."""
-    path = output_dir / FOLDS_FILE
+    with pub_files.locked(output_dir / pub_files.LOCK_FILE):  # pub processes started together make it once
+        return _load_or_make_folds(settings, output_dir / FOLDS_FILE)
+
+
+def _load_or_make_folds(settings: dict, path: Path) -> pd.DataFrame:
     if path.is_file():
         LOGGER.info(f"Folds reused from {path}.")
         return pd.read_csv(path, dtype={'basin': str})
@@ -153,10 +162,10 @@ def load_or_make_folds(settings: dict, output_dir: Path) -> pd.DataFrame:
     if settings['protocol'] == 'random':
         folds = pub_folds.random_folds(basins, settings['folds'], settings['seed'])
     else:
-        cfg = _effective_config(next(iter(settings['models'].values())), settings['data_dir'])
+        cfg = pub_folds.model_config(next(iter(settings['models'].values())), settings['data_dir'])
         values = pub_folds.load_attribute(cfg, basins, settings['group_by'])
         folds = pub_folds.group_folds(values, settings['group_by'], settings['groups'])
-    folds.to_csv(path, index=False)
+    pub_files.write_text(path, folds.to_csv(index=False))
     LOGGER.info(f"{folds['fold'].nunique()} folds of {len(folds)} basins saved to {path}.")
     return folds
 
@@ -175,10 +184,11 @@ def plan(settings: dict, models: dict, folds: pd.DataFrame, output_dir: Path,
     unknown = sorted(set(only or ()) - set(folds['fold']))
     if unknown:
         raise ValueError(f"--fold {unknown}: the folds are numbered {sorted(set(folds['fold']))}.")
-    fold_files = pub_folds.write_fold_basin_files(folds, output_dir / 'basins')
     all_basins = output_dir / 'basins' / 'all.txt'
-    all_basins.write_text(''.join(f'{basin}\n' for basin in folds['basin']))
-    epoch_files = _epoch_basin_files(settings, fold_files)
+    with pub_files.locked(output_dir / pub_files.LOCK_FILE):
+        fold_files = pub_folds.write_fold_basin_files(folds, output_dir / 'basins')
+        pub_files.write_text(all_basins, ''.join(f'{basin}\n' for basin in folds['basin']))
+        epoch_files = _epoch_basin_files(settings, fold_files)
     include = settings['pretrain_held_out'] == 'included'
     data_dir = Path(settings['data_dir']) if settings['data_dir'] is not None else None
     pretraining, final = [], []
@@ -218,7 +228,7 @@ def _epoch_basin_files(settings: dict, fold_files: dict[int, dict[str, Path]]) -
     for fold, paths in fold_files.items():
         basins = epochs.choice_basins(load_basin_file(paths['train']), settings['epoch_basins'], seed=fold)
         files[fold] = paths['train'].with_name('epoch_choice.txt')
-        files[fold].write_text(''.join(f'{basin}\n' for basin in basins))
+        pub_files.write_text(files[fold], ''.join(f'{basin}\n' for basin in basins))
     return files
 
 

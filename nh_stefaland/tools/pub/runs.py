@@ -8,9 +8,8 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager, nullcontext, redirect_stderr, redirect_stdout
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 from tqdm import tqdm
@@ -19,8 +18,8 @@ from neuralhydrology.evaluation import evaluate as nh_evaluate
 from neuralhydrology.training import train as nh_train
 from neuralhydrology.utils.config import Config
 
-import nh_stefaland
-from nh_stefaland.tools.pub import epochs, leakage as pub_leakage
+from nh_stefaland.tools.pub import epochs, leakage as pub_leakage, workers
+from nh_stefaland.tools.pub import files as pub_files
 from nh_stefaland.tools.pub.report import EPOCH_FILE, REPORT_METRICS, STATUS_FILE, read_epoch_choice, read_status
 
 LOGGER = logging.getLogger(__name__)
@@ -102,10 +101,11 @@ def _has_epoch_choice(task: Task) -> bool:
             and (task.directory / choice['metrics_file']).is_file())
 
 
-def run_waves(waves: list[list[Task]], jobs: int, progress: tqdm) -> dict[Path, dict]:
+def run_waves(waves: list[list[Task]], jobs: int, progress: tqdm, devices: list[str] = ()) -> dict[Path, dict]:
     """Run tasks wave after wave; a task whose base failed is marked failed, not run.
 
-    With ``jobs`` 1 the tasks run one after the other in this process, otherwise in ``jobs`` worker processes.
+    With ``jobs`` 1 the tasks run one after the other in this process, otherwise in ``jobs`` worker processes; with
+    ``devices`` each worker trains on its own device (one run per device at a time).
 
     Returns
     -------
@@ -115,11 +115,7 @@ def run_waves(waves: list[list[Task]], jobs: int, progress: tqdm) -> dict[Path, 
     statuses: dict[Path, dict] = {}
     if not any(waves):
         return statuses
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
-    threads = max(1, cores // jobs)
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context('spawn'), initializer=_init_worker,
-                               initargs=(threads,)) if jobs > 1 else nullcontext()
-    with pool as executor:
+    with workers.pool(jobs, list(devices)) as executor:
         for wave in waves:
             runnable = []
             for task in wave:
@@ -139,8 +135,20 @@ def run_waves(waves: list[list[Task]], jobs: int, progress: tqdm) -> dict[Path, 
 def run_task(task: Task) -> dict:
     """Train (and evaluate) one task in this process; writes its log and status, and never raises.
 
-    A task trained earlier that lacks only its ``--epoch best`` choice keeps its training and gets the choice.
+    The task holds its lock (``LABEL/NAME.lock`` beside its directory) while it runs: another pub process on the same
+    output directory that needs it (a shared pretraining) waits, then reuses it. A task trained earlier that lacks
+    only its ``--epoch best`` choice keeps its training and gets the choice.
     """
+    with pub_files.locked(task.directory.with_name(f'{task.directory.name}.lock')):
+        try:
+            if is_finished(task):  # by another pub process, while this one waited
+                return read_status(task.directory)
+        except ValueError as error:
+            return {'state': 'failed', 'error': str(error), 'label': task.label, 'name': task.name, 'log': LOG_FILE}
+        return _run_locked(task)
+
+
+def _run_locked(task: Task) -> dict:
     if task.epoch_basin_file is not None and _is_trained(task):
         return _choose_epoch(task)
     if task.directory.exists():
@@ -198,6 +206,7 @@ def _stage_config(task: Task) -> Config:
         cfg = _finetune_config(task)
     if task.seed:
         cfg.update_config({'seed': cfg.seed + task.seed})
+    cfg.update_config(workers.device_setting())
     cfg.update_config({'run_dir': task.directory, 'experiment_name': f'{task.label}_{task.name}',
                        'train_basin_file': task.basin_files['train'],
                        'validation_basin_file': task.basin_files['validation'],
@@ -273,15 +282,8 @@ def _write_status(task: Task, status: dict, log_file: Path) -> dict:
         if key in status:
             status[key] = os.path.relpath(status[key], task.directory)
     task.directory.mkdir(parents=True, exist_ok=True)
-    (task.directory / STATUS_FILE).write_text(json.dumps(status, indent=1))
+    pub_files.write_text(task.directory / STATUS_FILE, json.dumps(status, indent=1))
     return status
-
-
-def _init_worker(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-    nh_stefaland.register()
 
 
 @contextmanager
