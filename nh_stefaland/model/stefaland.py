@@ -42,6 +42,10 @@ class StefaLand(BaseModel):
     - ``finetune``: tokens, encoder and reconstruction decoder come from a pretraining checkpoint and stay frozen in
       eval mode; adapter, decoder and head learn the task.
 
+    With ``head: umal`` the head reads NH's sampled asymmetry tau (``x_d['_tau']``) next to the decoder output (the
+    embedding for ``stefaland_adapter: linear``), so it learns the tau-quantile with every adapter; tokens and
+    encoder never see tau.
+
     Parameters
     ----------
     cfg : Config
@@ -85,7 +89,8 @@ class StefaLand(BaseModel):
             self.decoder = get_decoder(settings.adapter, settings.d_model, cfg.hidden_size)
             self.dropout = nn.Dropout(p=cfg.output_dropout)
             n_in = cfg.hidden_size if ADAPTERS[settings.adapter][1] else settings.d_model
-            self.head = get_head(cfg=cfg, n_in=n_in, n_out=self.output_size)
+            self._reads_tau = cfg.head.lower() == 'umal'
+            self.head = get_head(cfg=cfg, n_in=n_in + 1 if self._reads_tau else n_in, n_out=self.output_size)
         self._reset_parameters()
 
     def _build_reconstruction_decoder(self, settings: Settings) -> ReconstructionDecoder:
@@ -109,7 +114,8 @@ class StefaLand(BaseModel):
         Parameters
         ----------
         data : dict[str, torch.Tensor | dict[str, torch.Tensor]]
-            NH batch: ``x_d`` {variable: [B, T, 1]}, ``x_s`` [B, C] (columns in alphabetical order).
+            NH batch: ``x_d`` {variable: [B, T, 1]}, ``x_s`` [B, C] (columns in alphabetical order); with
+            ``head: umal`` also ``x_d['_tau']`` [B, T, 1], added by NH's ``pre_model_hook``.
 
         Returns
         -------
@@ -124,7 +130,7 @@ class StefaLand(BaseModel):
         inputs, attributes = self._gather_task_inputs(data)  # [B, T, F_a], [B, C_a]
         decoder_output = self.decoder(self.adapter(embedding, inputs, attributes))  # [B, T, H]
         prediction = {'embedding': embedding, 'decoder_output': decoder_output}
-        prediction.update(self.head(self.dropout(decoder_output)))
+        prediction.update(self.head(self._head_input(self.dropout(decoder_output), data)))
         return prediction
 
     def reconstruct(self, data: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
@@ -228,6 +234,21 @@ class StefaLand(BaseModel):
         """All dynamic inputs in ``dynamic_inputs`` order [B, T, F_a] and all attributes [B, C_a], NaN as 0."""
         dynamic = torch.cat([data['x_d'][name] for name in self.dynamic_inputs], dim=-1)  # [B, T, F_a]
         return dynamic.nan_to_num(0.0), self._static(data).nan_to_num(0.0)
+
+    def _head_input(self, features: torch.Tensor, data: dict) -> torch.Tensor:
+        """The head's input: ``features`` [B, T, H] (D for the linear probe); UMAL's also holds tau [B, T, H+1].
+
+        Raises
+        ------
+        ValueError
+            If the head is UMAL and the batch has no ``x_d['_tau']``.
+        """
+        if not self._reads_tau:
+            return features
+        if '_tau' not in data['x_d']:
+            raise ValueError("head: umal reads the asymmetry x_d['_tau'] that NH's pre_model_hook adds "
+                             "(samplingutils.umal_extend_batch); pass the batch through model.pre_model_hook first.")
+        return torch.cat([features, data['x_d']['_tau']], dim=-1)  # [B, T, H+1]
 
     def _static(self, data: dict) -> torch.Tensor:
         static = data['x_s']
