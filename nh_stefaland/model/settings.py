@@ -115,6 +115,13 @@ class Settings:
                                            "lets PyTorch train with its fused attention kernel on the CPU too: "
                                            "faster, and no T×T attention maps kept for the backward pass.",
                                            kind=(int, float, type(None)))
+    cache_states: bool = _key(False, "Finetuning: compute the frozen encoder's states of the training windows once "
+                              "per run and train adapter, decoder and head on them, at about an LSTM's cost per "
+                              "update; the training windows then end every `stefaland_cache_stride` days only.")
+    cache_stride: int = _key(7, "Days between the ends of the training windows that `stefaland_cache_states` "
+                             "keeps, counted per basin from its first training window.", minimum=1)
+    cache_dtype: str = _key('bfloat16', "Precision of the cached encoder states: `bfloat16` (half the memory, "
+                            "~1e-2 relative rounding) or `float32`.", choices=('bfloat16', 'float32'))
 
     @classmethod
     def from_config(cls, cfg: Config | dict) -> 'Settings':

@@ -115,7 +115,9 @@ class StefaLand(BaseModel):
         ----------
         data : dict[str, torch.Tensor | dict[str, torch.Tensor]]
             NH batch: ``x_d`` {variable: [B, T, 1]}, ``x_s`` [B, C] (columns in alphabetical order); with
-            ``head: umal`` also ``x_d['_tau']`` [B, T, 1], added by NH's ``pre_model_hook``.
+            ``head: umal`` also ``x_d['_tau']`` [B, T, 1], added by NH's ``pre_model_hook``. A finetuning batch
+            may carry its frozen encoder's states as ``encoder_states`` [B, T+1, D] (any float dtype; see
+            :mod:`nh_stefaland.nh.state_cache`): they replace tokens and encoder.
 
         Returns
         -------
@@ -125,7 +127,7 @@ class StefaLand(BaseModel):
         """
         if self.stage == 'pretrain':
             return self.reconstruct(data)
-        states = self.encode(data)  # [B, T+1, D]
+        states = self._states(data)  # [B, T+1, D]
         embedding = states[:, :-1] + states[:, -1:]  # [B, T, D]
         inputs, attributes = self._gather_task_inputs(data)  # [B, T, F_a], [B, C_a]
         decoder_output = self.decoder(self.adapter(embedding, inputs, attributes))  # [B, T, H]
@@ -213,6 +215,17 @@ class StefaLand(BaseModel):
         LOGGER.info(f"Loaded tokens, encoder and reconstruction_decoder from the pretraining checkpoint; "
                     f"{', '.join(TASK_PARTS)} start from their initialisation ({len(result.missing_keys)} tensors).")
         return result
+
+    def _states(self, data: dict) -> torch.Tensor:
+        """The batch's ``encoder_states`` [B, T+1, D] in float32 when it carries them, else :meth:`encode`'s.
+
+        NH's UMAL hook repeats the batch's inputs n_taus times along B; the cached states follow.
+        """
+        cached = data.get('encoder_states')
+        if cached is None:
+            return self.encode(data)
+        states, repeats = cached.float(), next(iter(data['x_d'].values())).shape[0] // cached.shape[0]
+        return states.repeat(repeats, 1, 1) if repeats > 1 else states  # [B, T+1, D]
 
     def _encode(self, dynamic: torch.Tensor, dynamic_mask: torch.Tensor, static: torch.Tensor,
                 static_mask: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from neuralhydrology.training.basetrainer import BaseTrainer
 from neuralhydrology.utils.config import Config
 
 from nh_stefaland.model.checks import encoder_variables
-from nh_stefaland.nh import distributed
+from nh_stefaland.nh import distributed, state_cache
 from nh_stefaland.nh.normalisation import finetuning_scaler, pretraining_scaler, save_scaler
 
 LOGGER = logging.getLogger(__name__)
@@ -91,11 +91,17 @@ class PretrainTrainer(BaseTrainer):
 
 
 class FinetuneTrainer(BaseTrainer):
-    """NH's trainer for finetuning StefaLand: the targets normalised with its own basins, and a check of what trains."""
+    """NH's trainer for finetuning StefaLand: the targets normalised with its own basins, a check of what trains and,
+    with ``stefaland_cache_states``, training on the frozen encoder's cached states (:mod:`.state_cache`)."""
 
     def _get_dataset(self) -> BaseDataset:
         self._scaler = finetuning_scaler(self.cfg, self._scaler)
-        return super()._get_dataset()
+        return state_cache.training_dataset(self.cfg, super()._get_dataset())
+
+    def initialize_training(self):
+        super().initialize_training()
+        if isinstance(self.loader.dataset, state_cache.CachedStates):
+            self.loader.dataset.fill(self.model, self.device, self.cfg, disable_pbar=self._disable_pbar)
 
     def _freeze_model_parts(self):
         super()._freeze_model_parts()
