@@ -49,12 +49,34 @@ def format_markdown(report: dict) -> str:
               f"{evaluation['KGE_strided_median']:.3f} |", '',
               f"{len(evaluation['basins'])} basins ({', '.join(evaluation['basins'])}), test period "
               f"{evaluation['test_period'][0]} to {evaluation['test_period'][1]}.", '',
+              *_finetune_cache(report.get('finetune_cache')),
               '| key | value | target |', '|---|---|---|']
     for key, value in report['keys'].items():
         target = report['targets'].get(key)
         verdict = f"{target['target']}: {'met' if target['met'] else '**missed**'}" if target else '–'
         lines.append(f"| `{key}` | {value:.3f} | {verdict} |")
     return '\n'.join(lines)
+
+
+def _finetune_cache(section: dict | None) -> list[str]:
+    """The finetuning update on cached encoder states against the uncached one and cudalstm (empty without it)."""
+    if section is None:
+        return []
+    shape, model = section['shape'], section['model']
+    lines = [f"Finetuning on cached encoder states, at the ungauged benchmark's size: d {model['stefaland_d_model']}, "
+             f"{model['stefaland_nlayers']} layers, hidden {model['hidden_size']}, batch {shape['batch']}, "
+             f"T = {shape['seq_length']}, F = {shape['n_dynamic']}, C = {shape['n_static']}, predict_last_n "
+             f"{model['predict_last_n']}.", '',
+             '| update | ms per update | ms/sample | vs cudalstm | peak memory, MB |', '|---|---|---|---|---|']
+    labels = {'cudalstm': f"NH cudalstm (hidden {model['hidden_size']}) training step",
+              'finetune_cached': 'StefaLand finetuning, cached states (`stefaland_cache_states`)',
+              'finetune_uncached': 'StefaLand finetuning, frozen encoder computed',
+              'cache_fill': 'filling the cache: frozen-encoder inference, once per window and run'}
+    for name, label in labels.items():
+        entry = section[name]
+        lines.append(f"| {label} | {entry['ms'] * shape['batch']:.1f} | {entry['ms']:.3f} | "
+                     f"{entry['ms'] / section['cudalstm']['ms']:.2f} | {_mb(entry['peak_mb'])} |")
+    return lines + ['']
 
 
 def _mb(value: float | None) -> str:

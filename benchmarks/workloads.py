@@ -139,6 +139,17 @@ def frozen_encoder_floor(workload: Workload) -> tuple[Callable[[], None], Callab
     return encode, decoder_step
 
 
+def with_cached_states(workload: Workload, dtype: torch.dtype = torch.bfloat16) -> Workload:
+    """The finetuning workload whose batch carries its frozen encoder's states, as the loader of a run with
+    ``stefaland_cache_states`` gives them (``encoder_states`` [B, T+1, D] in ``dtype``): a step then runs adapter,
+    decoder and head only."""
+    model = workload.model
+    model.eval()
+    with torch.no_grad():
+        states = model.encode(workload.batch).to(dtype)  # [B, T+1, D]
+    return Workload(cfg=workload.cfg, model=model, batch={**workload.batch, 'encoder_states': states})
+
+
 class LoopTokens(nn.Module):
     """The reference design's tokenizer: one ``nn.Sequential`` MLP per variable run in a Python loop, the per-variable
     vectors stacked into [B, T, F, D] (and [B, C, D]), masked entries swapped for the mask vectors, then summed.

@@ -9,7 +9,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'benchmarks'))
 
 from timing import Repetitions, measure  # noqa: E402
-from workloads import LoopTokens, Shape, build, frozen_encoder_floor  # noqa: E402
+from workloads import LoopTokens, Shape, build, frozen_encoder_floor, with_cached_states  # noqa: E402
 
 SHAPE = Shape(batch=3, seq_length=20, n_dynamic=4, n_static=6)
 TINY = {'stefaland_d_model': 16, 'stefaland_nheads': 2, 'stefaland_dim_feedforward': 32, 'stefaland_nlayers': 1,
@@ -53,6 +53,15 @@ def test_finetuning_floor_restores_the_frozen_encoder():
     decoder_step()
     assert workload.model.tokens is tokens and workload.model.encoder is encoder
     assert not any(p.requires_grad for p in encoder.parameters())
+
+
+def test_cached_finetuning_workload_predicts_as_the_computed_one():
+    workload = build('stefaland_finetune', SHAPE, torch.device('cpu'), **TINY)
+    cached = with_cached_states(workload, dtype=torch.float32)
+    assert 'encoder_states' in cached.batch and 'encoder_states' not in workload.batch
+    with torch.no_grad():
+        assert torch.allclose(cached.model(cached.batch)['y_hat'], workload.model(workload.batch)['y_hat'], atol=1e-5)
+    cached.training_step()()
 
 
 def test_measure_runs_warmup_then_the_budgeted_calls():
