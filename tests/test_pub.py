@@ -2,8 +2,11 @@
 import argparse
 import itertools
 import json
+import os
 import pickle
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +89,8 @@ def test_two_models_two_folds_report_rerun_and_failed_runs(tmp_path, capsys):
     assert (report / 'nse_cdf.png').read_bytes()[:4] == b'\x89PNG'
     markdown = (report / 'report.md').read_text()
     assert 'PUB: 2 random basin folds' in markdown and '![NSE CDF per model](nse_cdf.png)' in markdown
+    for name in ('nse_map.png', 'nse_difference_stefaland_vs_lstm.png', 'hydrographs_stefaland_vs_lstm.png'):
+        assert (report / name).read_bytes()[:4] == b'\x89PNG' and f']({name})' in markdown
     failed_log = output / 'runs' / 'broken' / 'fold_01' / 'pub.log'
     assert 'broken fold_01' in markdown and str(failed_log) in markdown
     assert 'no_such_forcing' in failed_log.read_text()
@@ -469,6 +474,48 @@ def test_report_maps_and_hydrographs_of_each_pair(tmp_path):
     observed = pd.Series(1.0, index=days).where(days < '2001-11-01')
     assert pub_hydrographs.hydrological_year(days, observed) == 2001
     assert pub_maps.marker_size(30) > pub_maps.marker_size(3000) >= 4
+
+
+def test_two_pub_processes_on_one_output_directory_share_folds_settings_and_report(tmp_path):
+    # a job array on one output directory: fold 1 with model a, and at the same time fold 2 with models a and b
+    small = _config(tmp_path, 'small', model='cudalstm', hidden_size=4)
+    other = _config(tmp_path, 'other', model='cudalstm', hidden_size=4, seed=2)
+    output = tmp_path / 'pub'
+    common = ['pub', '--basin-file', str(_basin_file(tmp_path)), '--output-dir', str(output), '--folds', '2']
+    script = str(Path(sys.executable).with_name('nh-stefaland'))
+    jobs = [subprocess.Popen([script, *common, *models, '--fold', fold], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+            for models, fold in ((('--model', f'a={small}'), '1'),
+                                 (('--model', f'a={small}', '--model', f'b={other}'), '2'))]
+    for job in jobs:
+        _, error = job.communicate(timeout=900)
+        assert job.returncode == 0, error
+
+    assert set(json.loads((output / 'pub.json').read_text())['models']) == {'a', 'b'}
+    folds = pd.read_csv(output / 'folds.csv', dtype={'basin': str})
+    assert sorted(folds['basin']) == sorted(BASINS) and set(folds['fold']) == {1, 2}
+    for fold in (1, 2):
+        held_out = (output / 'basins' / f'fold_{fold:02d}' / 'test.txt').read_text().split()
+        train = (output / 'basins' / f'fold_{fold:02d}' / 'train.txt').read_text().split()
+        assert held_out == list(folds.loc[folds['fold'] == fold, 'basin'])
+        assert sorted(held_out + train) == sorted(BASINS)
+    statuses = [json.loads(path.read_text()) for path in output.glob('runs/*/*/status.json')]
+    assert sorted((s['label'], s['name'], s['state']) for s in statuses) == [
+        ('a', 'fold_01', 'done'), ('a', 'fold_02', 'done'), ('b', 'fold_02', 'done')]
+    assert not list(output.rglob('*.tmp'))
+
+    assert _pub('--report-only', output) == 0
+    per_basin = pd.read_csv(output / 'report' / 'per_basin.csv', dtype={'basin': str})
+    assert set(zip(per_basin['model'], per_basin['fold'])) == {('a', 1), ('a', 2), ('b', 2)}
+    markdown = (output / 'report' / 'report.md').read_text()
+    assert '| a | 2/2 | 6 |' in markdown and '| b | 1/2 | 3 |' in markdown
+
+    # a run that another process finished while this one waited for its lock is reused, not trained again
+    directory = output / 'runs' / 'a' / 'fold_01'
+    status = json.loads((directory / 'status.json').read_text())
+    task = pub_runs.Task('a', 'fold_01', directory, small, {}, frozenset(), status['fingerprint'])
+    runs = _run_folders(output)
+    assert pub_runs.run_task(task) == pub_report.read_status(directory) and _run_folders(output) == runs
 
 
 def test_report_without_gauge_coordinates_has_a_note_instead_of_maps(tmp_path):

@@ -18,6 +18,8 @@ from neuralhydrology.datautils.utils import load_basin_file
 from neuralhydrology.evaluation import evaluate as nh_evaluate
 from neuralhydrology.utils.config import Config
 
+from nh_stefaland.tools.pub import files as pub_files
+
 LOGGER = logging.getLogger(__name__)
 
 
@@ -77,4 +79,4 @@ def file_sha(path: Path) -> str:
 def write_choice(directory: Path, choice: dict, file_name: str) -> None:
     """Keep the choice in the task directory, the metrics file relative to it."""
     choice = {**choice, 'metrics_file': os.path.relpath(choice['metrics_file'], directory)}
-    (directory / file_name).write_text(json.dumps(choice, indent=1))
+    pub_files.write_text(directory / file_name, json.dumps(choice, indent=1))

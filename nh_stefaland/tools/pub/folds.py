@@ -10,6 +10,8 @@ from neuralhydrology.datasetzoo import (camelsaus, camelsbr, camelscl, camelsde,
                                         genericdataset)
 from neuralhydrology.utils.config import Config
 
+from nh_stefaland.tools.pub import files as pub_files
+
 LOGGER = logging.getLogger(__name__)
 
 # StefaLand's PUR protocol (STEFALAND.md §5): the 7 groups of HUC-02 regions held out one at a time
@@ -107,6 +109,34 @@ def group_folds(values: pd.Series, attribute: str, groups: list[list[str]] | Non
     return table.loc[values.index].reset_index()
 
 
+def model_config(model: dict, data_dir: str | None) -> Config:
+    """A model of pub.json as one config: for a pretraining + finetuning pair the finetuning file laid over the
+    pretraining's; ``data_dir`` (``--data-dir``) in place of the config's when given."""
+    if model['pretrain'] is None:
+        cfg = Config(Path(model['config']))
+    else:
+        cfg = Config(Path(model['pretrain']))
+        cfg.update_config(Path(model['config']))
+    if data_dir is not None:
+        cfg.update_config({'data_dir': data_dir})
+    return cfg
+
+
+def load_attributes(cfg: Config, basins: list[str], purpose: str) -> pd.DataFrame:
+    """The static attributes of the basins [basins, attributes], read with NH's loader of the config's dataset.
+
+    Raises
+    ------
+    ValueError
+        If NH has no attribute loader for the dataset (the message starts with ``purpose``).
+    """
+    loader = _ATTRIBUTE_LOADERS.get(cfg.dataset.lower())
+    if loader is None:
+        raise ValueError(f"{purpose} needs the basin attributes, which are read for datasets "
+                         f"{sorted(_ATTRIBUTE_LOADERS)}; dataset: {cfg.dataset} is not one of them.")
+    return loader(cfg.data_dir, basins)
+
+
 def load_attribute(cfg: Config, basins: list[str], attribute: str) -> pd.Series:
     """One static attribute of the basins, read with NH's loader of the config's dataset.
 
@@ -115,11 +145,7 @@ def load_attribute(cfg: Config, basins: list[str], attribute: str) -> pd.Series:
     ValueError
         If NH has no attribute loader for the dataset or the attribute does not exist.
     """
-    loader = _ATTRIBUTE_LOADERS.get(cfg.dataset.lower())
-    if loader is None:
-        raise ValueError(f"--group-by needs the basin attributes, which are read for datasets "
-                         f"{sorted(_ATTRIBUTE_LOADERS)}; dataset: {cfg.dataset} is not one of them.")
-    attributes = loader(cfg.data_dir, basins)
+    attributes = load_attributes(cfg, basins, '--group-by')
     if attribute not in attributes.columns:
         raise ValueError(f"--group-by {attribute}: no such attribute in {cfg.data_dir} "
                          f"(it has {len(attributes.columns)} attributes, e.g. {sorted(attributes.columns)[:10]}).")
@@ -155,7 +181,7 @@ def write_fold_basin_files(folds: pd.DataFrame, directory: Path) -> dict[int, di
 
 
 def _write_basins(path: Path, basins: pd.Series) -> Path:
-    path.write_text(''.join(f'{basin}\n' for basin in basins))
+    pub_files.write_text(path, ''.join(f'{basin}\n' for basin in basins))
     return path
 
 

@@ -9,8 +9,11 @@ from nh_stefaland.tools.pub.scoring import REPORT_METRICS
 
 def report(settings: dict, folds: pd.DataFrame, per_basin: pd.DataFrame, summary: pd.DataFrame,
            paired: pd.DataFrame, seeds: pd.DataFrame, epochs: dict[str, list[int]], failed: list[dict],
-           times: pd.DataFrame) -> str:
-    """The whole report.md: protocol, models, summary, paired comparison, seeds, run time, folds, figure."""
+           times: pd.DataFrame, figures: list[str] = (), figure_files: list[str] = ()) -> str:
+    """The whole report.md: protocol, models, summary, paired comparison, seeds, run time, folds, figures.
+
+    ``figures`` are the markdown lines of the maps and hydrographs, ``figure_files`` their PNG files.
+    """
     lines = [f"# {protocol_name(settings)}", "", *_protocol_lines(settings, folds, per_basin), "", "## Models", ""]
     for label, model in settings['models'].items():
         pretraining = f", pretrained with `{shown(model['pretrain'])}`" if model['pretrain'] else ""
@@ -53,9 +56,9 @@ def report(settings: dict, folds: pd.DataFrame, per_basin: pd.DataFrame, summary
     by_fold = per_basin.pivot_table(index=['fold', 'group'], columns='model', values='NSE', aggfunc='median')
     by_fold = by_fold[list(per_basin['model'].unique())]
     lines += ["## Median NSE per held-out fold", "", _table(by_fold.reset_index()), "",
-              "## NSE distribution", "", "![NSE CDF per model](nse_cdf.png)", "", *_failed_lines(failed)]
+              "## NSE distribution", "", "![NSE CDF per model](nse_cdf.png)", "", *figures, *_failed_lines(failed)]
     lines += ["Files: `per_basin.csv` (basin, fold, group, model, seed, days scored, metrics), `summary.csv`, "
-              "`paired.csv`, `seeds.csv`, `nse_cdf.png`.", ""]
+              "`paired.csv`, `seeds.csv`, " + ''.join(f"`{name}`, " for name in figure_files) + "`nse_cdf.png`.", ""]
     return "\n".join(lines)
 
 

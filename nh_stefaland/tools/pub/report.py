@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nh_stefaland.tools.pub import markdown, plots, stats
-from nh_stefaland.tools.pub.scoring import ENSEMBLE, REPORT_METRICS, read_run, score_folds
+from nh_stefaland.tools.pub import files as pub_files, hydrographs, maps, markdown, plots, stats
+from nh_stefaland.tools.pub.scoring import ENSEMBLE, REPORT_METRICS, FoldRun, read_run, score_folds
 
 SETTINGS_FILE = 'pub.json'
 FOLDS_FILE = 'folds.csv'
@@ -31,13 +31,17 @@ def read_epoch_choice(directory: Path) -> dict | None:
 
 
 def run_statuses(output_dir: Path) -> Runs:
-    """Directory and status of every run in ``output_dir/runs``; a run's ``label`` is the model folder that holds it."""
+    """Directory and status of every run in ``output_dir/runs``; a run's ``label`` is the model folder that holds it.
+
+    A run that another pub process restarts meanwhile (its status gone) is left out.
+    """
     directories = sorted(path.parent for path in (output_dir / 'runs').glob(f'*/*/{STATUS_FILE}'))
-    return [(directory, {**read_status(directory), 'label': directory.parent.name}) for directory in directories]
+    statuses = [(directory, read_status(directory)) for directory in directories]
+    return [(directory, {**status, 'label': directory.parent.name}) for directory, status in statuses if status]
 
 
 def collect(folds: pd.DataFrame, runs: Runs, order: list[str] = (),
-            epoch: str = 'last') -> tuple[pd.DataFrame, list[dict], dict[str, list[int]]]:
+            epoch: str = 'last') -> tuple[pd.DataFrame, list[dict], dict[str, list[int]], list[FoldRun]]:
     """Per-basin test metrics of every finished model, fold and seed on common days, and the runs that failed.
 
     ``folds`` is the output directory's folds.csv, ``runs`` its :func:`run_statuses`. With ``epoch='best'`` each run
@@ -46,9 +50,9 @@ def collect(folds: pd.DataFrame, runs: Runs, order: list[str] = (),
 
     Returns
     -------
-    tuple[pd.DataFrame, list[dict], dict[str, list[int]]]
+    tuple[pd.DataFrame, list[dict], dict[str, list[int]], list[FoldRun]]
         Columns ``basin, fold, group, model, seed, days`` and :data:`REPORT_METRICS`; the failed runs' statuses;
-        per model the chosen epochs of its runs (empty lists with ``epoch='last'``).
+        per model the chosen epochs of its runs (empty lists with ``epoch='last'``); the runs scored.
     """
     finished, failed, epochs = [], [], {}
     for directory, status in runs:
@@ -73,7 +77,7 @@ def collect(folds: pd.DataFrame, runs: Runs, order: list[str] = (),
     models += sorted(set(per_basin['model']) - set(models))
     per_basin['model'] = pd.Categorical(per_basin['model'], categories=_with_ensembles(models), ordered=True)
     per_basin = per_basin.sort_values(['model', 'fold', 'basin', 'seed'], ignore_index=True)
-    return per_basin.astype({'model': str}), failed, epochs
+    return per_basin.astype({'model': str}), failed, epochs, finished
 
 
 def run_times(runs: Runs) -> pd.DataFrame:
@@ -103,7 +107,8 @@ def run_times(runs: Runs) -> pd.DataFrame:
 
 
 def write_report(output_dir: Path) -> Path:
-    """Write ``report/`` in ``output_dir``: per_basin.csv, summary.csv, paired.csv, seeds.csv, nse_cdf.png, report.md.
+    """Write ``report/`` in ``output_dir``: per_basin.csv, summary.csv, paired.csv, seeds.csv, nse_cdf.png, the maps,
+    the hydrographs and report.md; one pub process at a time.
 
     Raises
     ------
@@ -112,10 +117,15 @@ def write_report(output_dir: Path) -> Path:
     """
     if not (output_dir / SETTINGS_FILE).is_file() or not (output_dir / FOLDS_FILE).is_file():
         raise FileNotFoundError(f"{output_dir} is not an output directory of nh-stefaland pub (no pub.json/folds.csv).")
+    with pub_files.locked(output_dir / pub_files.LOCK_FILE):
+        return _write_report(output_dir)
+
+
+def _write_report(output_dir: Path) -> Path:
     settings = json.loads((output_dir / SETTINGS_FILE).read_text())
     folds = pd.read_csv(output_dir / FOLDS_FILE, dtype={'basin': str})
     runs = run_statuses(output_dir)
-    per_basin, failed, epochs = collect(folds, runs, order=list(settings['models']),
+    per_basin, failed, epochs, finished = collect(folds, runs, order=list(settings['models']),
                                         epoch=settings.get('epoch', 'last'))
     report_dir = output_dir / 'report'
     report_dir.mkdir(exist_ok=True)
@@ -126,8 +136,16 @@ def write_report(output_dir: Path) -> Path:
     seeds.to_csv(report_dir / 'seeds.csv')
     plots.plot_nse_cdf(stats.seed_means(per_basin), report_dir / 'nse_cdf.png',
                        title=markdown.protocol_name(settings))
-    text = markdown.report(settings, folds, per_basin, summary, paired, seeds, epochs, failed, run_times(runs))
-    (report_dir / 'report.md').write_text(text)
+    figures, figure_files = [], []
+    if not per_basin.empty:
+        means = stats.seed_means(per_basin)
+        pairs = stats.figure_pairs(list(means['model'].unique()))
+        for lines, files in (maps.write_maps(settings, means, pairs, report_dir),
+                             hydrographs.write_hydrographs(finished, means, pairs, report_dir)):
+            figures, figure_files = figures + lines, figure_files + files
+    text = markdown.report(settings, folds, per_basin, summary, paired, seeds, epochs, failed, run_times(runs),
+                           figures=figures, figure_files=figure_files)
+    pub_files.write_text(report_dir / 'report.md', text)
     return report_dir / 'report.md'
 
 

@@ -135,11 +135,11 @@ def run_waves(waves: list[list[Task]], jobs: int, progress: tqdm, devices: list[
 def run_task(task: Task) -> dict:
     """Train (and evaluate) one task in this process; writes its log and status, and never raises.
 
-    The task holds its lock (``LABEL/NAME.lock`` beside its directory) while it runs: another pub process on the same
+    The task holds its lock (``DIR/locks/LABEL/NAME.lock``) while it runs: another pub process on the same
     output directory that needs it (a shared pretraining) waits, then reuses it. A task trained earlier that lacks
     only its ``--epoch best`` choice keeps its training and gets the choice.
     """
-    with pub_files.locked(task.directory.with_name(f'{task.directory.name}.lock')):
+    with pub_files.locked(pub_files.run_lock(task.directory)):
         try:
             if is_finished(task):  # by another pub process, while this one waited
                 return read_status(task.directory)

@@ -86,6 +86,23 @@ def compare_pairs(per_basin: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
                                        'median_difference', 'ci_low', 'ci_high', 'share_a_better'])
 
 
+def figure_pairs(models: list[str]) -> list[tuple[str, str]]:
+    """The model pairs the report draws: every pair in order, but not a model with its own seed ensemble."""
+    return [(a, b) for a, b in itertools.combinations(models, 2)
+            if f'{a}_{ENSEMBLE}' != b and f'{b}_{ENSEMBLE}' != a]
+
+
+def nse_differences(means: pd.DataFrame, model_a: str, model_b: str) -> pd.DataFrame:
+    """Per basin both models predicted (finite NSE): ``fold``, ``group``, ``a``, ``b`` (NSE) and ``difference`` a − b.
+
+    ``means`` holds one row per model and basin (:func:`seed_means`).
+    """
+    a, b = (means[means['model'] == model].set_index('basin') for model in (model_a, model_b))
+    table = a[['fold', 'group']].join(pd.DataFrame({'a': a['NSE'], 'b': b['NSE']}), how='inner')
+    table = table[np.isfinite(table['a']) & np.isfinite(table['b'])]
+    return table.assign(difference=table['a'] - table['b'])
+
+
 def _by_seed(per_basin: pd.DataFrame, model: str, metric: str) -> pd.DataFrame:
     """[basins, seeds] values of one model, indexed by (basin, fold)."""
     rows = per_basin[per_basin['model'] == model]
