@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from ruamel.yaml import YAML
 
 import nh_stefaland
@@ -151,3 +152,12 @@ def test_a_failed_patch_leaves_neuralhydrology_working_and_warns_once(tmp_path):
     warning = (f"StefaLand is not registered with NeuralHydrology {version} (nh_stefaland "
                f"{nh_stefaland.__version__}): patching neuralhydrology.modelzoo failed with AttributeError: ")
     assert (out.stdout + out.stderr).count('StefaLand is not registered') == 1 and warning in out.stderr
+
+
+@pytest.mark.parametrize('first', ['nh_stefaland.model.settings', 'nh_stefaland.model.checks',
+                                   'nh_stefaland.tools.pub.scoring'])
+def test_registration_works_whichever_module_is_imported_first(first):
+    code = (f"import {first}; from neuralhydrology import modelzoo; "
+            "print(hasattr(modelzoo.get_model, '__nh_stefaland_original__'))")
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == 'True' and 'not registered' not in result.stderr

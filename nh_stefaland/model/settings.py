@@ -1,11 +1,12 @@
 """The ``stefaland_*`` settings: one table of keys with defaults and accepted values, resolved once per run."""
 import difflib
 from dataclasses import dataclass, field, fields
-from typing import Any
-
-from neuralhydrology.utils.config import Config
+from typing import TYPE_CHECKING, Any
 
 from nh_stefaland.model.adapters import ADAPTERS
+
+if TYPE_CHECKING:  # NH's Config patch reads this module's KEYS: importing NH here could patch it half-initialised
+    from neuralhydrology.utils.config import Config
 
 PREFIX = 'stefaland_'
 
@@ -124,7 +125,7 @@ class Settings:
                             "~1e-2 relative rounding) or `float32`.", choices=('bfloat16', 'float32'))
 
     @classmethod
-    def from_config(cls, cfg: Config | dict) -> 'Settings':
+    def from_config(cls, cfg: 'Config | dict') -> 'Settings':
         """The checked settings of a config (or raw config dict), defaults filled in.
 
         Raises
@@ -133,7 +134,7 @@ class Settings:
             If a value has the wrong type, is out of range or is not one of the accepted choices, or the masked
             window lengths are inverted.
         """
-        raw = cfg.as_dict() if isinstance(cfg, Config) else cfg
+        raw = cfg if isinstance(cfg, dict) else cfg.as_dict()
         values = {}
         for name, key in KEYS.items():
             value = raw.get(name)
