@@ -541,3 +541,35 @@ def test_devices_give_one_worker_each_and_are_checked():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="cuda:0 is not available"):
             pub_workers.parse_devices('cuda:0', None)
+
+
+def test_train_fraction_trains_every_model_on_the_same_share_of_the_training_basins(tmp_path):
+    pretrain = _config(tmp_path, 'pretrain', source='caravan_pretrain')
+    finetune = tmp_path / 'finetune.yml'
+    YAML().dump(FINETUNE, finetune)
+    lstm = _config(tmp_path, 'lstm', model='cudalstm')
+    basins = (SAMPLE / 'basins.txt').read_text().split()
+    output = tmp_path / 'pub'
+    command = ['pub', '--model', f'ft={finetune}', '--pretrain', f'ft={pretrain}', '--model', f'lstm={lstm}',
+               '--basin-file', str(_basin_file(tmp_path, basins)), '--output-dir', str(output), '--folds', '3']
+    args = _parser().parse_args([*command, '--train-fraction', '0.25'])
+    settings, models = pub_plan.settings_from(args)
+    folds = pub_plan.load_or_make_folds(settings, output)
+    pretraining, final = pub_plan.plan(settings, models, folds, output)
+    assert pretraining[0].basin_files['train'].read_text().split() == basins  # pretraining sees every basin
+    for fold in (1, 2, 3):
+        tasks = [task for task in final if task.name == f'fold_{fold:02d}']
+        train = (output / 'basins' / f'fold_{fold:02d}' / 'train.txt').read_text().split()
+        gauged = {tuple(task.basin_files[part].read_text().split())
+                  for task in tasks for part in ('train', 'validation')}
+        assert len(gauged) == 1  # the same basins for both models, in training and validation
+        gauged = set(gauged.pop())
+        assert len(gauged) == round(0.25 * len(train)) and gauged <= set(train)
+        assert not gauged & tasks[0].held_out
+        assert tasks[0].basin_files['test'].read_text().split() == sorted(tasks[0].held_out, key=basins.index)
+    pub_plan.save_settings(settings, output)
+    assert 'seeded 25% of its training basins' in pub_report.write_report(output).read_text()
+    with pytest.raises(ValueError, match=r"other \['train_fraction'\]"):
+        pub_plan.settings_from(_parser().parse_args([*command, '--train-fraction', '0.5']))
+    with pytest.raises(ValueError, match=r"--train-fraction 0.0 must be in \(0, 1\]"):
+        pub_plan.settings_from(_parser().parse_args([*command, '--train-fraction', '0']))

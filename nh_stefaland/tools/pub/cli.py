@@ -36,6 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "forcings and attributes, never the held-out basins' streamflow).")
     parser.add_argument('--allow-attribute', action='append', default=[], metavar='NAME',
                         help="Accept a static attribute whose name looks derived from streamflow.")
+    parser.add_argument('--train-fraction', type=float, default=1.0, metavar='F',
+                        help="Train each fold on a seeded share F of its training basins, the same for every model "
+                             "(few gauges); pretraining still sees all basins' inputs, the test all held-out basins "
+                             "(default 1).")
     parser.add_argument('--seeds', type=int, default=1, metavar='N',
                         help="Train every model of every fold N times, with the config's seed + 0…N−1; the report "
                              "adds per-seed medians, the seed spread and each model's seed ensemble (default 1).")

@@ -23,7 +23,7 @@ from nh_stefaland.tools.pub import files as pub_files
 LOGGER = logging.getLogger(__name__)
 
 
-def choice_basins(train_basins: list[str], n_basins: int, seed: int) -> list[str]:
+def choice_basins(train_basins: list[str], n_basins: int, seed: int | tuple[int, ...]) -> list[str]:
     """A seeded subset of ``n_basins`` training basins (all when there are fewer), in their original order."""
     if n_basins >= len(train_basins):
         return list(train_basins)

@@ -88,6 +88,9 @@ def _protocol_lines(settings: dict, folds: pd.DataFrame, per_basin: pd.DataFrame
                if settings.get('data_dir') else []),
              "- Each fold: training and validation on the other folds' basins (validation period of the config), "
              f"test on the held-out basins over the config's test period, {epoch}.",
+             *([f"- Few gauges: each fold trains (and validates) on a seeded {settings['train_fraction']:.0%} of its "
+                f"training basins (`basins/fold_NN/train_fraction.txt`, the same for every model); the test covers "
+                f"all held-out basins."] if settings.get('train_fraction', 1.0) < 1.0 else []),
              *([f"- Seeds: every model of every fold trained with {seeds} seeds (the config's `seed` + 0…"
                 f"{seeds - 1})."] if seeds > 1 else []),
              f"- {_pretraining_sentence(settings)}",

@@ -19,7 +19,8 @@ from nh_stefaland.tools.pub.runs import Task
 LOGGER = logging.getLogger(__name__)
 
 # settings that define the folds: a re-run into the same output directory must repeat them
-FOLD_SETTINGS = ('protocol', 'folds', 'seed', 'group_by', 'groups')
+FOLD_SETTINGS = ('protocol', 'folds', 'seed', 'group_by', 'groups', 'train_fraction')
+EARLIER_DEFAULTS = {'train_fraction': 1.0}  # settings that pub.json files of older versions do not hold
 
 
 def settings_from(args: argparse.Namespace) -> tuple[dict, dict]:
@@ -37,6 +38,8 @@ def settings_from(args: argparse.Namespace) -> tuple[dict, dict]:
     if args.groups and not (args.regions or args.group_by):
         raise ValueError("--groups needs --regions or --group-by ATTRIBUTE.")
     jobs = 1 if args.jobs is None else args.jobs
+    if not 0.0 < args.train_fraction <= 1.0:
+        raise ValueError(f"--train-fraction {args.train_fraction} must be in (0, 1].")
     for option, value in (('--jobs', jobs), ('--seeds', args.seeds), ('--epoch-basins', args.epoch_basins)):
         if value < 1:
             raise ValueError(f"{option} {value} must be at least 1.")
@@ -61,7 +64,7 @@ def settings_from(args: argparse.Namespace) -> tuple[dict, dict]:
                 'data_dir': str(args.data_dir.resolve()) if args.data_dir is not None else None,
                 'pretrain_held_out': 'excluded' if args.pretrain_exclude_held_out else 'included',
                 'allow_attributes': args.allow_attribute, 'seeds': args.seeds, 'epoch': args.epoch,
-                'epoch_basins': args.epoch_basins, 'models': models}
+                'epoch_basins': args.epoch_basins, 'train_fraction': args.train_fraction, 'models': models}
     _check_configs(settings)
     settings['models'] = _with_earlier_models(settings, args.output_dir)
     args.output_dir.mkdir(parents=True, exist_ok=True)
@@ -89,7 +92,8 @@ def _with_earlier_models(settings: dict, output_dir: Path) -> dict:
     if not earlier_file.is_file():
         return settings['models']
     earlier = json.loads(earlier_file.read_text())
-    changed = [key for key in (*FOLD_SETTINGS, 'basins') if earlier[key] != settings[key]]
+    changed = [key for key in (*FOLD_SETTINGS, 'basins')
+               if earlier.get(key, EARLIER_DEFAULTS.get(key)) != settings[key]]
     if changed:
         raise ValueError(f"{output_dir} holds folds made with other {changed}; use a new --output-dir.")
     return {**earlier['models'], **settings['models']}
@@ -179,7 +183,9 @@ def plan(settings: dict, models: dict, folds: pd.DataFrame, output_dir: Path,
 
     Validation uses the fold's training basins (over the config's validation period): the held-out basins are
     looked at only in the test. Pretraining sees all basins, or only the training basins when the held-out ones
-    are excluded; one pretraining on all basins (per seed) is shared by the folds.
+    are excluded; one pretraining on all basins (per seed) is shared by the folds. With ``--train-fraction`` F < 1
+    the final stages train (and validate) on a seeded share F of the fold's training basins, the same for every
+    model; pretraining still sees the inputs of all of them.
     """
     unknown = sorted(set(only or ()) - set(folds['fold']))
     if unknown:
@@ -188,7 +194,8 @@ def plan(settings: dict, models: dict, folds: pd.DataFrame, output_dir: Path,
     with pub_files.locked(output_dir / pub_files.LOCK_FILE):
         fold_files = pub_folds.write_fold_basin_files(folds, output_dir / 'basins')
         pub_files.write_text(all_basins, ''.join(f'{basin}\n' for basin in folds['basin']))
-        epoch_files = _epoch_basin_files(settings, fold_files)
+        gauged = _gauged_basin_files(settings, fold_files)
+        epoch_files = _epoch_basin_files(settings, gauged)
     include = settings['pretrain_held_out'] == 'included'
     data_dir = Path(settings['data_dir']) if settings['data_dir'] is not None else None
     pretraining, final = [], []
@@ -214,20 +221,36 @@ def plan(settings: dict, models: dict, folds: pd.DataFrame, output_dir: Path,
                             held_out, _fingerprint(model['pretrain'], files, data_dir, seed=seed), data_dir=data_dir,
                             evaluate=False, seed=seed)
                 pretraining.append(base)
+            files = {'train': gauged[fold], 'validation': gauged[fold], 'test': paths['test']}
             final.append(Task(label, name, runs / name, Path(model['config']), files, held_out,
                               _fingerprint(model['config'], files, data_dir, base, seed=seed), base=base,
                               data_dir=data_dir, seed=seed, epoch_basin_file=epoch_files.get(fold)))
     return [pretraining, final]
 
 
-def _epoch_basin_files(settings: dict, fold_files: dict[int, dict[str, Path]]) -> dict[int, Path]:
-    """With ``--epoch best``, per fold the seeded subset of its training basins that chooses the epoch."""
+def _gauged_basin_files(settings: dict, fold_files: dict[int, dict[str, Path]]) -> dict[int, Path]:
+    """Per fold, the basins whose streamflow the final stages train on: all training basins, or with
+    ``--train-fraction`` F < 1 a seeded share F of them (at least one) in ``fold_NN/train_fraction.txt``."""
+    fraction = settings.get('train_fraction', 1.0)
+    if fraction >= 1.0:
+        return {fold: paths['train'] for fold, paths in fold_files.items()}
+    files = {}
+    for fold, paths in fold_files.items():
+        train = load_basin_file(paths['train'])
+        basins = epochs.choice_basins(train, max(1, round(fraction * len(train))), seed=(settings['seed'] or 0, fold))
+        files[fold] = paths['train'].with_name('train_fraction.txt')
+        pub_files.write_text(files[fold], ''.join(f'{basin}\n' for basin in basins))
+    return files
+
+
+def _epoch_basin_files(settings: dict, gauged: dict[int, Path]) -> dict[int, Path]:
+    """With ``--epoch best``, per fold the seeded subset of its gauged training basins that chooses the epoch."""
     if settings.get('epoch', 'last') != 'best':
         return {}
     files = {}
-    for fold, paths in fold_files.items():
-        basins = epochs.choice_basins(load_basin_file(paths['train']), settings['epoch_basins'], seed=fold)
-        files[fold] = paths['train'].with_name('epoch_choice.txt')
+    for fold, train in gauged.items():
+        basins = epochs.choice_basins(load_basin_file(train), settings['epoch_basins'], seed=fold)
+        files[fold] = train.with_name('epoch_choice.txt')
         pub_files.write_text(files[fold], ''.join(f'{basin}\n' for basin in basins))
     return files
 
