@@ -1,0 +1,36 @@
+"""Paired NSE comparison of a committed pub report's per-basin metrics with fold-cluster bootstrap intervals.
+
+The reports under benchmarks/ungauged/ were written before pub resampled whole folds; their runs are not kept here, so
+their metrics cannot be rescored on common days, but their intervals can be recomputed from per_basin.csv. Usage:
+
+    python benchmarks/ungauged/cluster_intervals.py benchmarks/ungauged/pub benchmarks/ungauged/pur
+"""
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from nh_stefaland.tools.pub import stats
+from nh_stefaland.tools.pub.markdown import table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('reports', nargs='+', type=Path, help="Folders holding per_basin.csv and paired.csv.")
+    args = parser.parse_args()
+    rows = []
+    for folder in args.reports:
+        per_basin = pd.read_csv(folder / 'per_basin.csv', dtype={'basin': str})
+        per_basin['seed'] = per_basin.get('seed', '0')
+        basin_bootstrap = pd.read_csv(folder / 'paired.csv').set_index(['model_a', 'model_b', 'metric'])
+        for _, row in stats.compare_pairs(per_basin).query("metric == 'NSE'").iterrows():
+            old = basin_bootstrap.loc[(row['model_a'], row['model_b'], 'NSE')]
+            rows.append({'report': folder.name, 'A − B': f"{row['model_a']} − {row['model_b']}",
+                         'median': row['median_difference'], 'folds': int(row['folds']),
+                         'over basins': f"{old['ci_low']:.3f} … {old['ci_high']:.3f}",
+                         'over folds': f"{row['ci_low']:.3f} … {row['ci_high']:.3f}"})
+    print(table(pd.DataFrame(rows)))
+
+
+if __name__ == '__main__':
+    main()
