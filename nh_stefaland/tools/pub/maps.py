@@ -151,9 +151,10 @@ def _plot_difference_map(table: pd.DataFrame, coordinates: pd.DataFrame, model_a
     _geographic_axes(axis, coordinates)
     figure.colorbar(points, ax=axis, extend='both', shrink=0.8,
                     label=f"NSE {model_a} − {model_b} (blue: {model_a} better)\nNSE below −1 drawn at −1")
-    figure.legend(handles=handles, loc='outside lower center', ncols=min(len(handles), 5), fontsize=8,
+    columns = 5 if max(len(handle.get_label()) for handle in handles) < 20 else 3  # region names are long
+    figure.legend(handles=handles, loc='outside lower center', ncols=min(len(handles), columns), fontsize=8,
                   title='held-out fold (basins)', title_fontsize=8, frameon=False)
-    figure.savefig(path, dpi=130)
+    figure.savefig(path, dpi=130, bbox_inches='tight')
 
 
 def _edges(n_basins: int) -> dict:

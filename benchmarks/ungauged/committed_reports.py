@@ -1,16 +1,19 @@
-"""Paired NSE comparison of a committed pub report's per-basin metrics with fold-cluster bootstrap intervals.
+"""What the committed pub reports give without their runs: fold-cluster intervals and maps from per_basin.csv.
 
-The reports under benchmarks/ungauged/ were written before pub resampled whole folds; their runs are not kept here, so
-their metrics cannot be rescored on common days, but their intervals can be recomputed from per_basin.csv. Usage:
+The reports under benchmarks/ungauged/ were written before pub resampled whole folds and drew maps; their runs are not
+kept in the repository, so their metrics cannot be rescored on common days and no hydrograph can be drawn, but the
+paired intervals can be recomputed and the maps drawn from the committed per-basin metrics (into each report folder,
+with pub's own functions). Usage:
 
-    python benchmarks/ungauged/cluster_intervals.py benchmarks/ungauged/pub benchmarks/ungauged/pur
+    python benchmarks/ungauged/committed_reports.py benchmarks/ungauged/pub benchmarks/ungauged/pur
 """
+import json
 import argparse
 from pathlib import Path
 
 import pandas as pd
 
-from nh_stefaland.tools.pub import stats
+from nh_stefaland.tools.pub import maps, stats
 from nh_stefaland.tools.pub.markdown import table
 
 
@@ -22,6 +25,10 @@ def main() -> None:
     for folder in args.reports:
         per_basin = pd.read_csv(folder / 'per_basin.csv', dtype={'basin': str})
         per_basin['seed'] = per_basin.get('seed', '0')
+        means = stats.seed_means(per_basin)
+        settings = json.loads((folder / 'pub.json').read_text())
+        _, files = maps.write_maps(settings, means, stats.figure_pairs(list(means['model'].unique())), folder)
+        print(f"{folder}: {', '.join(files) or 'no maps'}")
         basin_bootstrap = pd.read_csv(folder / 'paired.csv').set_index(['model_a', 'model_b', 'metric'])
         for _, row in stats.compare_pairs(per_basin).query("metric == 'NSE'").iterrows():
             old = basin_bootstrap.loc[(row['model_a'], row['model_b'], 'NSE')]
