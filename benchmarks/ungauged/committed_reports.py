@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from nh_stefaland.tools.pub import maps, stats
-from nh_stefaland.tools.pub.markdown import table
+from nh_stefaland.tools.pub.markdown import markdown_table
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
                          'median': row['median_difference'], 'folds': int(row['folds']),
                          'over basins': f"{old['ci_low']:.3f} … {old['ci_high']:.3f}",
                          'over folds': f"{row['ci_low']:.3f} … {row['ci_high']:.3f}"})
-    print(table(pd.DataFrame(rows)))
+    print(markdown_table(pd.DataFrame(rows)))
 
 
 if __name__ == '__main__':

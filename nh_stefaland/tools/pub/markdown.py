@@ -34,15 +34,16 @@ def report(settings: dict, folds: pd.DataFrame, per_basin: pd.DataFrame, summary
     lines += ["", "## Summary over held-out basins", "",
               "A model trained with several seeds is summarised by each basin's mean over its seeds; "
               "`<model>_ensemble` is the mean prediction of its seeds, scored as a model of its own.", "",
-              table(table.reset_index()), "", *(partial if (tested < folds['fold'].nunique()).any() else []),
+              markdown_table(table.reset_index()), "",
+              *(partial if (tested < folds['fold'].nunique()).any() else []),
               "## Paired comparison (same basins, same days)", "",
               "Median over basins of A − B (per-basin seed means), a 95 % percentile-bootstrap interval that "
               "resamples whole folds (basins of a fold share one trained model) and each model's seeds, and the "
               "share of basins where A is better (higher NSE/KGE, lower RMSE). With few folds the interval is "
-              "wide: that is the uncertainty of a fold-level result.", "", table(paired), ""]
+              "wide: that is the uncertainty of a fold-level result.", "", markdown_table(paired), ""]
     if not seeds.empty:
         lines += ["## Seeds", "", "Median NSE over held-out basins of each seed, and the range between seeds.", "",
-                  table(seeds.reset_index()), ""]
+                  markdown_table(seeds.reset_index()), ""]
     if epochs:
         lines += ["## Chosen epochs", "", "Epoch with the best median NSE on the fold's training basins over the "
                   "validation period (`--epoch best`); held-out basins play no part in the choice.", "",
@@ -52,10 +53,10 @@ def report(settings: dict, folds: pd.DataFrame, per_basin: pd.DataFrame, summary
         times = times.reindex([label for label in settings['models'] if label in times.index])
         lines += ["## Run time", "", "Wall-clock minutes of each run (runs side by side with `--jobs` share the "
                   "cores); blank: no pretraining stage, or a run that did not record its duration.", "",
-                  table(times.reset_index()), ""]
+                  markdown_table(times.reset_index()), ""]
     by_fold = per_basin.pivot_table(index=['fold', 'group'], columns='model', values='NSE', aggfunc='median')
     by_fold = by_fold[list(per_basin['model'].unique())]
-    lines += ["## Median NSE per held-out fold", "", table(by_fold.reset_index()), "",
+    lines += ["## Median NSE per held-out fold", "", markdown_table(by_fold.reset_index()), "",
               "## NSE distribution", "", "![NSE CDF per model](nse_cdf.png)", "", *figures, *_failed_lines(failed)]
     lines += ["Files: `per_basin.csv` (basin, fold, group, model, seed, days scored, metrics), `summary.csv`, "
               "`paired.csv`, `seeds.csv`, " + ''.join(f"`{name}`, " for name in figure_files) + "`nse_cdf.png`.", ""]
@@ -124,7 +125,7 @@ def _pretraining_sentence(settings: dict) -> str:
     return "Pretraining saw each fold's training basins only (held-out basins excluded entirely)."
 
 
-def table(frame: pd.DataFrame) -> str:
+def markdown_table(frame: pd.DataFrame) -> str:
     """A DataFrame as a markdown table (numbers with 3 decimals)."""
     def cell(value) -> str:
         if isinstance(value, (float, np.floating)):
