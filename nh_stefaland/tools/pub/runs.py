@@ -188,7 +188,8 @@ def _choose_epoch(task: Task) -> dict:
     with _output_to(log_file):
         try:
             run_dir = (task.directory / status['run_dir']).resolve()
-            choice = epochs.choose_epoch(run_dir, task.epoch_basin_file, _report_metrics(Config(run_dir / 'config.yml')))
+            metrics = _report_metrics(Config(run_dir / 'config.yml'))
+            choice = epochs.choose_epoch(run_dir, task.epoch_basin_file, metrics)
             epochs.write_choice(task.directory, choice, EPOCH_FILE)
         except Exception as error:  # reported like a failed run; the other runs go on
             LOGGER.exception(f"Model '{task.label}' {task.name}: choosing the epoch failed.")
