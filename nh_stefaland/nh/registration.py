@@ -4,7 +4,8 @@ NeuralHydrology resolves models, losses, testers and trainers with hard-coded if
 early (``from neuralhydrology.modelzoo import get_model``). Each resolver is therefore wrapped (our names first,
 NeuralHydrology's original otherwise) and every loaded ``neuralhydrology*`` module attribute that *is* the original
 is rebound to the wrapper. Config keys become ``Config`` properties, so NH's own key check accepts them, and a
-StefaLand pretraining config gets ``head``/``loss: reconstruction`` from its stage.
+StefaLand pretraining config gets ``head``/``loss: reconstruction`` from its stage, and ``base_run_dir:
+stefaland:<name>`` names a pretrained encoder shipped with the package (:mod:`nh_stefaland.pretrained`).
 
 Registration is all or nothing: every change to NeuralHydrology is recorded, and when a patch fails (a resolver
 renamed in another NeuralHydrology version, say), every change made so far, in all modules, is taken back before
@@ -64,6 +65,7 @@ def _patch_config(module: ModuleType) -> None:
             _set(config_class, name, _key_property(name, key.default, key.doc))
     for name in ('head', 'loss'):
         _replace_property(config_class, name, _implied_by_stage)
+    _replace_property(config_class, 'base_run_dir', _shipped_encoder)
     _replace(module.Config, '_check_cfg_keys', staticmethod(_wrap_key_check(config_class._check_cfg_keys)))
 
 
@@ -72,6 +74,14 @@ def _implied_by_stage(cfg_dict: dict, name: str) -> str | None:
     pretraining = (str(cfg_dict.get('model', '')).lower() in MODEL_NAMES
                    and cfg_dict.get('stefaland_stage') == 'pretrain')
     return RECONSTRUCTION if pretraining and cfg_dict.get(name) is None else None
+
+
+def _shipped_encoder(cfg_dict: dict, name: str):
+    """The folder of a shipped pretrained encoder for ``base_run_dir: stefaland:<name>``, else None."""
+    from nh_stefaland import pretrained
+
+    value = cfg_dict.get(name)
+    return pretrained.resolve(value) if pretrained.is_name(value) else None
 
 
 def _patch_modelzoo(module: ModuleType) -> None:

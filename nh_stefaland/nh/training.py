@@ -7,12 +7,14 @@ pretraining run's normalisation of the inputs (NH loads its scaler) and normalis
 in finetuning, with this run's training data; a pretraining run stores no target statistics
 (:mod:`nh_stefaland.nh.normalisation`).
 """
+import json
 import logging
 
 from neuralhydrology.datasetzoo.basedataset import BaseDataset
 from neuralhydrology.training.basetrainer import BaseTrainer
 from neuralhydrology.utils.config import Config
 
+from nh_stefaland import pretrained
 from nh_stefaland.model.checks import encoder_variables
 from nh_stefaland.nh import distributed, state_cache
 from nh_stefaland.nh.normalisation import finetuning_scaler, pretraining_scaler, save_scaler
@@ -53,8 +55,9 @@ def check_finetuning(cfg: Config) -> None:
     ------
     ValueError
         If the run was not started by ``nh-run finetune``, ``base_run_dir`` is not a StefaLand pretraining run, an
-        architecture key differs from the base run's, or the encoder is asked for variables it was not pretrained on
-        (or not for all it was).
+        architecture key differs from the base run's, the encoder is asked for variables it was not pretrained on
+        (or not for all it was), or the config does not load the encoder's variables (unless it names them in
+        ``stefaland_encoder_inputs`` and ``stefaland_encoder_attributes``, which feeds the absent ones as missing).
     FileNotFoundError
         If ``base_run_dir`` has no config or no checkpoint.
     """
@@ -78,6 +81,8 @@ def check_finetuning(cfg: Config) -> None:
     base_inputs, base_attributes = encoder_variables(base)
     _check_same_variables('stefaland_encoder_inputs', cfg.stefaland_encoder_inputs, base_inputs)
     _check_same_variables('stefaland_encoder_attributes', cfg.stefaland_encoder_attributes, base_attributes)
+    if cfg.stefaland_encoder_inputs is None and cfg.stefaland_encoder_attributes is None:
+        _check_loaded(cfg, base_inputs, base_attributes)
     cfg.update_config({'stefaland_encoder_inputs': base_inputs, 'stefaland_encoder_attributes': base_attributes})
 
 
@@ -100,6 +105,7 @@ class FinetuneTrainer(BaseTrainer):
 
     def initialize_training(self):
         super().initialize_training()
+        record_base_run(self.cfg)
         if isinstance(self.loader.dataset, state_cache.CachedStates):
             self.loader.dataset.fill(self.model, self.device, self.cfg, disable_pbar=self._disable_pbar)
 
@@ -114,6 +120,36 @@ class FinetuneTrainer(BaseTrainer):
             raise ValueError(f"finetune_modules={self.cfg.finetune_modules} names nothing trainable for the task; "
                              f"parts with parameters: {with_parameters}.")
         LOGGER.info(f"Finetuning {trainable}; frozen, in eval mode and without gradients: {frozen}.")
+
+
+def record_base_run(cfg: Config) -> dict:
+    """Write and log what the finetuning starts from (``base_run.json`` in the run folder): the pretrained
+    encoder's name and version when it is a shipped one, its folder, weight file and SHA-256 checksum."""
+    record = pretrained.provenance(cfg.as_dict()['base_run_dir'])
+    (cfg.run_dir / 'base_run.json').write_text(json.dumps(record, indent=1) + '\n')
+    shipped = f"{record['name']} version {record['version']}, " if 'name' in record else ''
+    LOGGER.info(f"Finetuning from {shipped}{record['folder']}/{record['weights']} (sha256 {record['sha256'][:12]}…)")
+    if record.get('matches_manifest') is False:
+        LOGGER.warning(f"{record['weights']} differs from the checksum in its manifest: the shipped encoder was "
+                       f"changed after packaging.")
+    return record
+
+
+def _check_loaded(cfg: Config, inputs: list[str], attributes: list[str]) -> None:
+    """The config loads every variable the pretrained encoder reads; the error names the missing and the extra."""
+    loaded_attributes = cfg.static_attributes + cfg.hydroatlas_attributes
+    missing = [v for v in inputs if v not in cfg.dynamic_inputs_flattened]
+    missing += [a for a in attributes if a not in loaded_attributes]
+    if not missing:
+        return
+    extra = [v for v in cfg.dynamic_inputs_flattened if v not in inputs]
+    extra += [a for a in loaded_attributes if a not in attributes]
+    raise ValueError(f"The pretrained encoder in {cfg.base_run_dir} reads {missing}, which this config does not "
+                     f"load (dynamic_inputs, static_attributes); the config loads {extra or 'nothing else'}, which the "
+                     f"encoder was not pretrained on (those reach the adapter only). Load the encoder's variables, "
+                     f"under its names (`nh-stefaland pretrained` lists them), or, to feed the absent ones as missing "
+                     f"(their learned mask vectors), set stefaland_encoder_inputs and stefaland_encoder_attributes to "
+                     f"the encoder's lists.")
 
 
 def _check_same_variables(key: str, requested: list[str] | None, pretrained: list[str]) -> None:

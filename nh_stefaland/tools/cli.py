@@ -8,6 +8,8 @@ COMMANDS = {
     'pub': ('nh_stefaland.tools.pub.cli', "Ungauged-basin (PUB) and ungauged-region (PUR) tests over basin folds, with a report."),
     'reconstruct': ('nh_stefaland.tools.reconstruct', "Masked-reconstruction skill of a run (RMSE, NSE per variable) against "
                     "mean imputation and linear interpolation; writes a CSV and a PNG into the run directory."),
+    'pretrained': ('nh_stefaland.tools.pretrained', "The pretrained encoders shipped with the package: inputs, attributes, "
+                   "periods, size; finetune one with base_run_dir: stefaland:<name>."),
     'embed': ('nh_stefaland.tools.embed', "Per-basin (and, with --daily, per-day) encoder embeddings of a run as NetCDF."),
 }
 

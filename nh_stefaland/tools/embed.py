@@ -15,6 +15,7 @@ import xarray
 
 from neuralhydrology.datautils.utils import load_basin_file
 
+from nh_stefaland import pretrained
 from nh_stefaland.nh.windows import basin_dataset, window_batches
 from nh_stefaland.tools.runs import load_run
 
@@ -23,23 +24,38 @@ LOGGER = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``nh-stefaland embed``."""
-    parser.add_argument('--run-dir', type=Path, required=True, help="A StefaLand run (any stage).")
+    parser.add_argument('--run-dir', required=True,
+                        help="A StefaLand run (any stage), or a shipped pretrained encoder: stefaland:<name>.")
+    parser.add_argument('--data-dir', type=Path, default=None,
+                        help="Dataset folder of the basins (default: the run's data_dir).")
+    parser.add_argument('--start-date', default=None, help="First day of the period, DD/MM/YYYY (default: the "
+                                                            "run's start of --period).")
+    parser.add_argument('--end-date', default=None, help="Last day, DD/MM/YYYY (default: the run's end of --period).")
     parser.add_argument('--basin-file', type=Path, required=True, help="Basins to embed, one id per line.")
     parser.add_argument('--period', choices=('train', 'validation', 'test'), default='test',
                         help="Period of the run's config whose forcings are encoded.")
     parser.add_argument('--epoch', type=int, default=None, help="Checkpoint epoch (default: the last).")
     parser.add_argument('--daily', action='store_true', help="Also write one embedding per basin and day.")
     parser.add_argument('--output', type=Path, default=None,
-                        help="NetCDF file to write (default: RUN/embeddings_<period>_epochNNN.nc).")
+                        help="NetCDF file to write (default: RUN/embeddings_<period>_epochNNN.nc; for a shipped "
+                             "encoder ./embeddings_<name>_<period>_epochNNN.nc).")
 
 
 def run(args: argparse.Namespace) -> int:
     """Write the embeddings and print the file's path."""
     cfg, model, scaler, epoch = load_run(args.run_dir, args.epoch)
+    cfg.update_config({key: value for key, value in (('data_dir', args.data_dir),
+                                                     (f'{args.period}_start_date', args.start_date),
+                                                     (f'{args.period}_end_date', args.end_date)) if value is not None})
     basins = load_basin_file(args.basin_file)
     embeddings = embed_basins(cfg, model, scaler, basins, args.period, daily=args.daily)
     embeddings.attrs.update({'run_dir': str(args.run_dir), 'epoch': epoch, 'period': args.period})
-    path = args.output or args.run_dir / f'embeddings_{args.period}_epoch{epoch:03d}.nc'
+    if pretrained.is_name(args.run_dir):
+        embeddings.attrs.update({'sha256': pretrained.manifest(args.run_dir)['sha256']})
+        default = Path(f"embeddings_{args.run_dir[len(pretrained.PREFIX):]}_{args.period}_epoch{epoch:03d}.nc")
+    else:
+        default = Path(args.run_dir) / f'embeddings_{args.period}_epoch{epoch:03d}.nc'
+    path = args.output or default
     embeddings.to_netcdf(path)
     print(f"Embeddings of {len(basins)} basins: {path}")
     return 0

@@ -11,8 +11,10 @@ from neuralhydrology.utils.config import Config
 LOGGER = logging.getLogger(__name__)
 
 
-def load_run(run_dir: Path, epoch: int | None = None) -> tuple[Config, torch.nn.Module, dict, int]:
+def load_run(run_dir: Path | str, epoch: int | None = None) -> tuple[Config, torch.nn.Module, dict, int]:
     """The run's config, its model in eval mode with the weights of ``epoch`` (default: the last), scaler and epoch.
+
+    ``run_dir`` may also name a shipped pretrained encoder, ``stefaland:<name>``.
 
     Raises
     ------
@@ -20,8 +22,10 @@ def load_run(run_dir: Path, epoch: int | None = None) -> tuple[Config, torch.nn.
         If ``run_dir`` has no config.yml or no checkpoint of the requested epoch.
     """
     import nh_stefaland
+    from nh_stefaland import pretrained
 
     nh_stefaland.register()
+    run_dir = pretrained.resolve(run_dir)
     if not (run_dir / 'config.yml').is_file():
         raise FileNotFoundError(f"{run_dir} has no config.yml: it is not a NeuralHydrology run directory.")
     cfg = Config(run_dir / 'config.yml')

@@ -10,6 +10,7 @@ from neuralhydrology.datasetzoo import (camelsaus, camelsbr, camelscl, camelsde,
                                         genericdataset)
 from neuralhydrology.utils.config import Config
 
+from nh_stefaland import pretrained
 from nh_stefaland.tools.pub import files as pub_files
 
 LOGGER = logging.getLogger(__name__)
@@ -111,8 +112,11 @@ def group_folds(values: pd.Series, attribute: str, groups: list[list[str]] | Non
 
 def model_config(model: dict, data_dir: str | None) -> Config:
     """A model of pub.json as one config: for a pretraining + finetuning pair the finetuning file laid over the
-    pretraining's; ``data_dir`` (``--data-dir``) in place of the config's when given."""
-    if model['pretrain'] is None:
+    pretraining's, for the finetuning of a shipped encoder over the encoder's config; ``data_dir`` (``--data-dir``) in place of the config's when given."""
+    if model.get('shipped') is not None:
+        cfg = Config(pretrained.resolve(pretrained.PREFIX + model['shipped']['name']) / 'config.yml')
+        cfg.update_config(Path(model['config']))
+    elif model['pretrain'] is None:
         cfg = Config(Path(model['config']))
     else:
         cfg = Config(Path(model['pretrain']))

@@ -17,6 +17,8 @@ def report(settings: dict, folds: pd.DataFrame, per_basin: pd.DataFrame, summary
     lines = [f"# {protocol_name(settings)}", "", *_protocol_lines(settings, folds, per_basin), "", "## Models", ""]
     for label, model in settings['models'].items():
         pretraining = f", pretrained with `{shown(model['pretrain'])}`" if model['pretrain'] else ""
+        if model.get('shipped'):
+            pretraining = f", finetuning the shipped encoder `stefaland:{model['shipped']['name']}`"
         lines.append(f"- **{label}**: `{shown(model['config'])}`{pretraining}")
     if per_basin.empty:
         lines += ["", "No run has finished yet.", ""]
@@ -117,12 +119,18 @@ def _failed_lines(failed: list[dict]) -> list[str]:
 
 
 def _pretraining_sentence(settings: dict) -> str:
+    shipped = {label: model['shipped'] for label, model in settings['models'].items() if model.get('shipped')}
+    lines = [f"Model {label} finetunes the shipped encoder stefaland:{encoder['name']} (version {encoder['version']}, "
+             f"sha256 {encoder['sha256'][:12]}…), which saw {encoder['basins_seen']} of these basins' forcings and "
+             f"attributes in pretraining, never their streamflow." for label, encoder in shipped.items()]
     if not any(model['pretrain'] for model in settings['models'].values()):
-        return "No model has a pretraining stage."
+        return ' '.join(lines) or "No model has a pretraining stage."
     if settings['pretrain_held_out'] == 'included':
-        return ("Pretraining saw all basins' forcings and attributes, never the held-out basins' streamflow "
-                "(target-free stage; finetuning's target normalisation from the fold's training basins only).")
-    return "Pretraining saw each fold's training basins only (held-out basins excluded entirely)."
+        lines.insert(0, "Pretraining saw all basins' forcings and attributes, never the held-out basins' streamflow "
+                        "(target-free stage; finetuning's target normalisation from the fold's training basins only).")
+    else:
+        lines.insert(0, "Pretraining saw each fold's training basins only (held-out basins excluded entirely).")
+    return ' '.join(lines)
 
 
 def markdown_table(frame: pd.DataFrame) -> str:

@@ -12,6 +12,7 @@ import pandas as pd
 from neuralhydrology.datautils.utils import load_basin_file
 from neuralhydrology.utils.config import Config
 
+from nh_stefaland import pretrained
 from nh_stefaland.tools.pub import epochs, files as pub_files, folds as pub_folds, leakage as pub_leakage
 from nh_stefaland.tools.pub.report import FOLDS_FILE, SETTINGS_FILE
 from nh_stefaland.tools.pub.runs import Task
@@ -123,7 +124,11 @@ def _check_configs(settings: dict) -> None:
             raise ValueError(f"Model '{label}': --seeds {settings['seeds']} derives the seeds from the config's "
                              f"seed, and {model['pretrain'] or model['config']} sets none. Add `seed: <int>`.")
         stage = cfg.as_dict().get('stefaland_stage')
-        if model['pretrain'] is None:
+        finetunes_shipped = stage == 'finetune' and pretrained.is_name(cfg.as_dict().get('base_run_dir'))
+        if model['pretrain'] is None and finetunes_shipped:
+            model['shipped'] = _shipped_encoder(label, cfg, settings)
+            cfg = pub_folds.model_config(model, settings['data_dir'])
+        elif model['pretrain'] is None:
             if stage in ('pretrain', 'finetune'):
                 raise ValueError(f"Model '{label}': {model['config']} is a StefaLand {stage} stage. Give a pretraining "
                                  f"config with --pretrain {label}=CONFIG and its finetuning config with --model.")
@@ -143,6 +148,29 @@ def _check_configs(settings: dict) -> None:
             cfg = pub_folds.model_config(model, settings['data_dir'])
         _check_data_dir(cfg, label, settings['data_dir'])
         pub_leakage.check_config(cfg, label, allowed)
+
+
+def _shipped_encoder(label: str, cfg: Config, settings: dict) -> dict:
+    """What the report says of a model that finetunes a shipped encoder: its name, version, checksum and how many of
+    the basins under test it saw in pretraining (their forcings and attributes, never their streamflow).
+
+    Raises
+    ------
+    ValueError
+        If the config names no part to finetune, or ``--pretrain-exclude-held-out`` is asked while the encoder saw
+        some of the basins.
+    """
+    if not cfg.finetune_modules:
+        raise ValueError(f"Model '{label}': it finetunes {cfg.as_dict()['base_run_dir']} and must list the parts to "
+                         f"train in finetune_modules.")
+    manifest = pretrained.manifest(str(cfg.as_dict()['base_run_dir']))
+    seen = sorted(set(manifest['basins']) & set(settings['basins']))
+    if seen and settings['pretrain_held_out'] == 'excluded':
+        raise ValueError(f"Model '{label}': the shipped encoder stefaland:{manifest['name']} was pretrained on "
+                         f"{len(seen)} of these basins (e.g. {seen[0]}), so --pretrain-exclude-held-out cannot hold. "
+                         f"Pretrain within the folds instead: --pretrain {label}=PRETRAINING_CONFIG.")
+    return {'name': manifest['name'], 'version': manifest['version'], 'sha256': manifest['sha256'],
+            'basins_seen': len(seen)}
 
 
 def _check_data_dir(cfg: Config, label: str, data_dir: str | None) -> None:
@@ -223,7 +251,8 @@ def plan(settings: dict, models: dict, folds: pd.DataFrame, output_dir: Path,
                 pretraining.append(base)
             files = {'train': gauged[fold], 'validation': gauged[fold], 'test': paths['test']}
             final.append(Task(label, name, runs / name, Path(model['config']), files, held_out,
-                              _fingerprint(model['config'], files, data_dir, base, seed=seed), base=base,
+                              _fingerprint(model['config'], files, data_dir, base, seed=seed,
+                                           encoder=(model.get('shipped') or {}).get('sha256')), base=base,
                               data_dir=data_dir, seed=seed, epoch_basin_file=epoch_files.get(fold)))
     return [pretraining, final]
 
@@ -256,9 +285,9 @@ def _epoch_basin_files(settings: dict, gauged: dict[int, Path]) -> dict[int, Pat
 
 
 def _fingerprint(config: str, basin_files: dict[str, Path], data_dir: Path | None, base: Task | None = None,
-                 seed: int = 0) -> str:
-    """Hash of a stage's config text, its basins, ``--data-dir``, (for finetuning) its pretraining's fingerprint and
-    its seed offset."""
+                 seed: int = 0, encoder: str | None = None) -> str:
+    """Hash of a stage's config text, its basins, ``--data-dir``, (for finetuning) its pretraining's fingerprint or
+    the shipped encoder's checksum, and its seed offset."""
     parts = [Path(config).read_text(), *(path.read_text() for path in basin_files.values()),
              base.fingerprint if base is not None else '']
     # appended only when given: runs made without --data-dir or extra seeds keep their fingerprint
@@ -266,4 +295,6 @@ def _fingerprint(config: str, basin_files: dict[str, Path], data_dir: Path | Non
         parts.append(str(data_dir))
     if seed:
         parts.append(f'seed+{seed}')
+    if encoder is not None:
+        parts.append(encoder)
     return hashlib.sha256('\0'.join(parts).encode()).hexdigest()[:16]

@@ -18,6 +18,7 @@ from neuralhydrology.evaluation import evaluate as nh_evaluate
 from neuralhydrology.training import train as nh_train
 from neuralhydrology.utils.config import Config
 
+from nh_stefaland import pretrained
 from nh_stefaland.tools.pub import epochs, leakage as pub_leakage, workers
 from nh_stefaland.tools.pub import files as pub_files
 from nh_stefaland.tools.pub.report import EPOCH_FILE, REPORT_METRICS, STATUS_FILE, read_epoch_choice, read_status
@@ -200,11 +201,13 @@ def _choose_epoch(task: Task) -> dict:
 
 def _stage_config(task: Task) -> Config:
     """The stage's config: its file, or the pretraining run's config with the finetuning file laid over it."""
-    if task.base is None:
+    if task.base is not None:
+        cfg = _finetune_config(task, (task.base.directory / read_status(task.base.directory)['run_dir']).resolve())
+    elif pretrained.is_name(Config(task.config_file).as_dict().get('base_run_dir')):
+        cfg = _finetune_config(task, Config(task.config_file).as_dict()['base_run_dir'])
+    else:
         cfg = Config(task.config_file)
         cfg.update_config(_data_dir(task))
-    else:
-        cfg = _finetune_config(task)
     if task.seed:
         cfg.update_config({'seed': cfg.seed + task.seed})
     cfg.update_config(workers.device_setting())
@@ -215,10 +218,10 @@ def _stage_config(task: Task) -> Config:
     return cfg
 
 
-def _finetune_config(task: Task) -> Config:
-    """NH's ``nh-run finetune`` config, with ``base_run_dir`` set to this fold's pretraining."""
-    base_run = (task.base.directory / read_status(task.base.directory)['run_dir']).resolve()
-    cfg = Config(base_run / 'config.yml')
+def _finetune_config(task: Task, base_run: Path) -> Config:
+    """NH's ``nh-run finetune`` config, with ``base_run_dir`` set to this fold's pretraining (or a shipped encoder,
+    ``stefaland:<name>``)."""
+    cfg = Config(pretrained.resolve(base_run) / 'config.yml')
     cfg.update_config({'run_dir': None, 'experiment_name': None})
     cfg.update_config(task.config_file)
     cfg.update_config(_data_dir(task))
