@@ -66,9 +66,11 @@ def test_cached_states_give_the_predictions_of_the_encoder(pretrained, tmp_path,
 
 
 def test_an_encoder_input_the_config_does_not_load_is_cached_as_missing(pretrained, tmp_path):
-    """The encoder reads temperature as NaN (its mask vector) in both paths."""
+    """The encoder reads temperature as NaN (its mask vector) in both paths, when the config asks for it."""
+    base = Config(pretrained / 'config.yml')
     trainer = _trainer(pretrained, tmp_path, dynamic_inputs=['total_precipitation_sum'],
-                       stefaland_cache_dtype='float32')
+                       stefaland_encoder_inputs=base.dynamic_inputs,
+                       stefaland_encoder_attributes=base.static_attributes, stefaland_cache_dtype='float32')
     batch = next(iter(trainer.loader))
     assert 'temperature_2m_mean' not in batch['x_d']
     computed = trainer.model.encode(batch)
