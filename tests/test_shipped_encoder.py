@@ -155,3 +155,15 @@ def test_packaging_reads_losses_and_compute_time_from_the_log_without_the_pause_
     assert parsed['epochs']['dynamic'].tolist() == [0.7, 0.5, 0.45]
     assert parsed['validation'][['epoch', 'static']].values.tolist() == [[1, 0.55]]
     assert parsed['seconds'] == 60 + 5 + 55 + 90  # not the pause before the continuation, nor epoch 4
+
+
+def test_reconstruct_takes_the_shipped_encoder_by_name_and_writes_to_the_working_directory(tmp_path, monkeypatch):
+    basins = tmp_path / 'basins.txt'
+    basins.write_text('\n'.join(TEST_BASINS) + '\n')
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(['reconstruct', '--run-dir', f'stefaland:{NAME}', '--data-dir', str(SAMPLE), '--basin-file',
+                     str(basins), '--period', 'validation']) == 0
+    epoch = pretrained.manifest(NAME)['epoch']
+    table = pd.read_csv(tmp_path / f'{NAME}_reconstruction_validation_epoch{epoch:03d}.csv', index_col=0)
+    assert {'total_precipitation_sum', 'soil_porosity'} <= set(table.index)
+    assert not list(pretrained.resolve(f'stefaland:{NAME}').glob('reconstruction_*'))

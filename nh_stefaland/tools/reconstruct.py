@@ -14,6 +14,7 @@ import torch
 
 from neuralhydrology.datautils.utils import load_basin_file
 
+from nh_stefaland import pretrained
 from nh_stefaland.nh.windows import basin_dataset, mask_generator, window_batches
 from nh_stefaland.tools.runs import load_run
 
@@ -22,17 +23,26 @@ METHODS = ('stefaland', 'mean', 'interpolation')
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``nh-stefaland reconstruct``."""
-    parser.add_argument('--run-dir', type=Path, required=True, help="A StefaLand pretraining (or finetuned) run.")
+    parser.add_argument('--run-dir', required=True, help="A StefaLand pretraining (or finetuned) run, or a shipped "
+                                                         "encoder, stefaland:<name> (files then go to the working "
+                                                         "directory).")
     parser.add_argument('--period', choices=('train', 'validation', 'test'), default='test')
+    parser.add_argument('--data-dir', type=Path, default=None, help="Dataset folder (default: the run's data_dir).")
+    parser.add_argument('--basin-file', type=Path, default=None,
+                        help="Basins to reconstruct (default: the run's test_basin_file).")
     parser.add_argument('--epoch', type=int, default=None, help="Checkpoint epoch (default: the last).")
 
 
 def run(args: argparse.Namespace) -> int:
     """Write ``reconstruction_<period>_epochNNN.csv`` and ``.png`` into the run directory and print the table."""
     cfg, model, scaler, epoch = load_run(args.run_dir, args.epoch)
+    cfg.update_config({key: value for key, value in (('data_dir', args.data_dir),
+                                                     ('test_basin_file', args.basin_file)) if value is not None})
     outputs = reconstruct_period(cfg, model, scaler, args.period)
     table = skill_table(outputs, model.encoder_inputs, model.encoder_attributes)
-    stem = args.run_dir / f'reconstruction_{args.period}_epoch{epoch:03d}'
+    name = f'reconstruction_{args.period}_epoch{epoch:03d}'
+    stem = (Path(f"{args.run_dir[len(pretrained.PREFIX):]}_{name}") if pretrained.is_name(args.run_dir)
+            else Path(args.run_dir) / name)
     table.to_csv(stem.with_suffix('.csv'))
     plot_example(outputs, model.encoder_inputs, stem.with_suffix('.png'))
     with pd.option_context('display.width', 160, 'display.max_columns', 20):
