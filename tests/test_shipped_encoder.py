@@ -14,7 +14,7 @@ from neuralhydrology.utils.config import Config
 
 from nh_stefaland import pretrained
 from nh_stefaland.tools import cli
-from nh_stefaland.tools.pub import cli as pub, plan as pub_plan, runs as pub_runs
+from nh_stefaland.tools.pub import cli as pub, plan as pub_plan, report as pub_report, runs as pub_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / 'examples' / 'data' / 'caravan_camels_sample'
@@ -127,6 +127,9 @@ def test_pub_finetunes_the_shipped_encoder_per_fold_and_says_what_it_saw(tmp_pat
     assert cfg.is_finetuning and cfg.base_run_dir == pretrained.resolve(f'stefaland:{NAME}')
     assert cfg.seq_length == pretrained.manifest(NAME)['architecture']['seq_length']
     assert cfg.train_basin_file == final[0].basin_files['train'] and cfg.data_dir == SAMPLE
+    pub_plan.save_settings(settings, tmp_path / 'pub')
+    report = pub_report.write_report(tmp_path / 'pub').read_text()
+    assert f"finetunes the shipped encoder stefaland:{NAME}" in report and "saw 6 of these basins" in report
     with pytest.raises(ValueError, match=r"was pretrained on 6 of these basins .*--pretrain-exclude-held-out"):
         pub_plan.settings_from(parser.parse_args([*command, '--pretrain-exclude-held-out']))
 
