@@ -98,7 +98,7 @@ def compare(runs: dict[str, Path]) -> pd.DataFrame:
     scores = score_folds(fold_runs, pd.DataFrame({'basin': [], 'fold': [], 'group': []}))
     table = scores.groupby('model', sort=False)[['NSE', 'KGE']].median().add_prefix('median ')
     table['basins'] = scores.groupby('model', sort=False)['basin'].nunique()
-    table['days per basin'] = scores.groupby('model', sort=False)['days'].median()
+    table['days per basin'] = scores.groupby('model', sort=False)['days'].median().astype(int)
     return table
 
 

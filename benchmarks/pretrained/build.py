@@ -5,7 +5,9 @@
 
 ``train`` runs ``nh-run train`` on ``benchmarks/pretrained/<name>.yml`` the first time and
 ``nh-run continue_training`` on the newest run folder of that config afterwards, so an interrupted pretraining
-continues from its last epoch checkpoint. ``package`` measures the reconstruction skill of the run's last epoch on
+continues from its last epoch checkpoint up to the config's ``epochs``. Without a run folder (a fresh clone) it
+continues the packaged state of an unfinished pretraining: ``resume/<name>/`` (the run's config, log and optimizer
+state, written by ``package``) with the shipped weights. ``package`` measures the reconstruction skill of the run's last epoch on
 the config's test period, writes ``nh_stefaland/pretrained/<name>/`` (config, scaler without target statistics,
 one weight file, ``manifest.json``) and renders ``MODEL_CARD.md`` from the measured numbers. Run from the project
 root; the config's data paths (``../shared/data/caravan_camels``) are relative to it.
@@ -41,18 +43,56 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def train(config: Path) -> int:
-    """Start the pretraining of ``config``, or continue its newest run from the last checkpoint."""
+    """Start the pretraining of ``config``, or continue its newest run (or the committed resume state) from the last
+    checkpoint up to the planned number of epochs."""
+    import tempfile
+
     import torch
+    from ruamel.yaml import YAML
     from neuralhydrology.nh_run import continue_run, start_run
 
     torch.set_num_threads(1)  # one thread per run uses a small shared CPU best (benchmarks/ungauged/README.md)
-    run_dir = newest_run(config)
+    run_dir = newest_run(config) or restore_run(config)
     if run_dir is None:
         start_run(config_file=config)
-    else:
-        print(f"Continuing {run_dir}")
-        continue_run(run_dir=run_dir)
+        return 0
+    planned = YAML(typ='safe').load(config)['epochs']
+    done = int(sorted(run_dir.glob('model_epoch*.pt'))[-1].stem[-3:])
+    if done >= planned:
+        print(f"{run_dir} has all {planned} epochs; package it with `build.py package`.")
+        return 0
+    print(f"Continuing {run_dir} from epoch {done} to {planned}")
+    with tempfile.TemporaryDirectory() as folder:
+        remaining = Path(folder) / 'remaining.yml'
+        YAML(typ='safe').dump({'epochs': planned - done}, remaining)  # NH's continue_training adds `epochs` more
+        continue_run(run_dir=run_dir, config_file=remaining)
     return 0
+
+
+def restore_run(config: Path) -> Path | None:
+    """Rebuild the run folder of an unfinished pretraining from what the repository keeps (``resume/<name>/``: the
+    run's config, log and optimizer state; the weights of the shipped encoder), so another machine can continue it."""
+    import shutil
+
+    from ruamel.yaml import YAML
+    from nh_stefaland import pretrained
+
+    name = config.stem
+    state = HERE / 'resume' / name
+    if not (state / 'config.yml').is_file():
+        return None
+    manifest = pretrained.manifest(name)
+    shipped = pretrained.resolve(pretrained.PREFIX + name)
+    if pretrained.sha256(shipped / manifest['weights']) != manifest['sha256']:
+        raise SystemExit(f"build.py: {shipped / manifest['weights']} does not match its manifest; cannot resume.")
+    run_dir = ROOT / YAML(typ='safe').load(state / 'config.yml')['run_dir']
+    (run_dir / 'train_data').mkdir(parents=True)
+    for source in state.iterdir():
+        shutil.copyfile(source, run_dir / source.name)
+    shutil.copyfile(shipped / manifest['weights'], run_dir / manifest['weights'])
+    shutil.copyfile(shipped / 'train_data' / 'train_data_scaler.yml', run_dir / 'train_data' / 'train_data_scaler.yml')
+    print(f"Restored {run_dir} at epoch {manifest['epoch']} from {state}")
+    return run_dir
 
 
 def newest_run(config: Path) -> Path | None:

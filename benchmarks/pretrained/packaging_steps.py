@@ -92,8 +92,22 @@ def package(name: str, run_dir: Path, config: Path) -> Path:
     (target / pretrained.MANIFEST).write_text(json.dumps(manifest, indent=1) + '\n')
     plot_curve(log['epochs'], log['validation'], settings['max_updates_per_epoch'], target / 'pretraining.png')
     (target / 'MODEL_CARD.md').write_text(model_card(manifest, skill))
+    keep_resume_state(name, run_dir, epoch, finished=epoch >= settings['epochs'])
     print(f"Packaged {run_dir} (epoch {epoch}, {manifest['updates']:,} updates) as stefaland:{name}: {target}")
     return target
+
+
+def keep_resume_state(name: str, run_dir: Path, epoch: int, finished: bool) -> None:
+    """What ``build.py train`` needs besides the shipped weights to continue an unfinished pretraining elsewhere:
+    the run's config, its log and the optimizer state of ``epoch``, in ``benchmarks/pretrained/resume/<name>/``."""
+    state = Path(__file__).resolve().parent / 'resume' / name
+    if state.exists():
+        shutil.rmtree(state)
+    if finished:
+        return
+    state.mkdir(parents=True)
+    for source in ('config.yml', 'output.log', f'optimizer_state_epoch{epoch:03d}.pt'):
+        shutil.copyfile(run_dir / source, state / source)
 
 
 def training_log(path: Path, last_epoch: int) -> dict:
