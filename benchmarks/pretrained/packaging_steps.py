@@ -243,7 +243,9 @@ hidden span (dynamic inputs only).
 {_skill_markdown(dynamic)}
 
 Static attributes, per attribute over the basins where it was hidden (reconstructed from the other attributes and
-the forcings; n counts basin-windows, and a never-masked attribute has none), and all together:
+the forcings; n counts basin-windows, and a never-masked attribute has none), and all together. The test period is
+unseen, but the basins are the pretraining basins, whose attributes do not change with the period: this is partly
+recall of seen basins, not skill on new ones (the ungauged-basin benchmark reconstructs held-out basins).
 
 {_skill_markdown(static)}
 
