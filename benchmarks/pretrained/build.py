@@ -7,10 +7,10 @@
 ``nh-run continue_training`` on the newest run folder of that config afterwards, so an interrupted pretraining
 continues from its last epoch checkpoint up to the config's ``epochs``. Without a run folder (a fresh clone) it
 continues the packaged state of an unfinished pretraining: ``resume/<name>/`` (the run's config, log and optimizer
-state, written by ``package``) with the shipped weights. ``package`` measures the reconstruction skill of the run's last epoch on
-the config's test period, writes ``nh_stefaland/pretrained/<name>/`` (config, scaler without target statistics,
-one weight file, ``manifest.json``) and renders ``MODEL_CARD.md`` from the measured numbers. Run from the project
-root; the config's data paths (``../shared/data/caravan_camels``) are relative to it.
+state, written by ``package``) with the shipped weights. ``package`` measures the reconstruction skill of the run's
+last epoch on the config's test period, writes ``nh_stefaland/pretrained/<name>/`` (config, scaler without target
+statistics, one weight file, ``manifest.json``) and renders ``MODEL_CARD.md`` from the measured numbers. Run from the
+project root; the config's data paths (``../shared/data/caravan_camels``) are relative to it.
 """
 import argparse
 import sys
@@ -50,6 +50,7 @@ def train(config: Path) -> int:
     import torch
     from ruamel.yaml import YAML
     from neuralhydrology.nh_run import continue_run, start_run
+    from nh_stefaland import pretrained
 
     torch.set_num_threads(1)  # one thread per run uses a small shared CPU best (benchmarks/ungauged/README.md)
     run_dir = newest_run(config) or restore_run(config)
@@ -57,7 +58,7 @@ def train(config: Path) -> int:
         start_run(config_file=config)
         return 0
     planned = YAML(typ='safe').load(config)['epochs']
-    done = int(sorted(run_dir.glob('model_epoch*.pt'))[-1].stem[-3:])
+    done = int(pretrained.weight_file(run_dir).stem[-3:])
     if done >= planned:
         print(f"{run_dir} has all {planned} epochs; package it with `build.py package`.")
         return 0
@@ -82,7 +83,7 @@ def restore_run(config: Path) -> Path | None:
     if not (state / 'config.yml').is_file():
         return None
     manifest = pretrained.manifest(name)
-    shipped = pretrained.resolve(pretrained.PREFIX + name)
+    shipped = pretrained.folder(name)
     if pretrained.sha256(shipped / manifest['weights']) != manifest['sha256']:
         raise SystemExit(f"build.py: {shipped / manifest['weights']} does not match its manifest; cannot resume.")
     run_dir = ROOT / YAML(typ='safe').load(state / 'config.yml')['run_dir']

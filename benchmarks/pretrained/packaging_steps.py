@@ -130,7 +130,7 @@ def training_log(path: Path, last_epoch: int) -> dict:
         times.append(_time(stamp.group(1)).timestamp())
         if match:
             rows.append([int(match.group(2))] + [float(v) for v in match.group(3, 4, 5)])
-        elif (match := VALIDATION_LINE.match(line)) and int(match.group(1)) <= last_epoch:
+        elif match := VALIDATION_LINE.match(line):
             validation.append([int(match.group(1))] + [float(v) for v in match.group(2, 3, 4)])
     steps = np.diff(times)
     columns = ['epoch', 'dynamic', 'static', 'total']

@@ -46,10 +46,14 @@ def resolve(value) -> Path:
     return FOLDER / name
 
 
+def folder(name: str) -> Path:
+    """The folder of a shipped encoder, named with or without the ``stefaland:`` prefix (its name: ``.name``)."""
+    return resolve(name if is_name(name) else PREFIX + name)
+
+
 def manifest(name: str) -> dict:
     """The manifest of a shipped encoder (``stefaland:`` prefix optional)."""
-    folder = resolve(name if is_name(name) else PREFIX + name)
-    return json.loads((folder / MANIFEST).read_text())
+    return json.loads((folder(name) / MANIFEST).read_text())
 
 
 def weight_file(run_dir: Path) -> Path:

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     embeddings.attrs.update({'run_dir': str(args.run_dir), 'epoch': epoch, 'period': args.period})
     if pretrained.is_name(args.run_dir):
         embeddings.attrs.update({'sha256': pretrained.manifest(args.run_dir)['sha256']})
-        default = Path(f"embeddings_{args.run_dir[len(pretrained.PREFIX):]}_{args.period}_epoch{epoch:03d}.nc")
+        default = Path(f"embeddings_{pretrained.folder(args.run_dir).name}_{args.period}_epoch{epoch:03d}.nc")
     else:
         default = Path(args.run_dir) / f'embeddings_{args.period}_epoch{epoch:03d}.nc'
     path = args.output or default

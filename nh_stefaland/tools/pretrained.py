@@ -7,8 +7,8 @@ from nh_stefaland import pretrained
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('name', nargs='?', default=None,
-                        help="One encoder (with or without the stefaland: prefix): also lists its basins' count by "
-                             "region and the path of its model card.")
+                        help="One encoder (with or without the stefaland: prefix): also prints the paths of its "
+                             "basin list and model card.")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,12 +26,11 @@ def run(args: argparse.Namespace) -> int:
 
 def describe(manifest: dict, detailed: bool = False) -> str:
     """A few lines on one encoder: version, size, inputs, attributes, periods, basins, pretraining compute."""
-    folder = pretrained.FOLDER / manifest['name']
+    folder, arch = pretrained.FOLDER / manifest['name'], manifest['architecture']
     lines = [f"stefaland:{manifest['name']}  (version {manifest['version']}, {manifest['size_bytes'] / 1e6:.2f} MB, "
              f"{manifest['parameters']:,} parameters, sha256 {manifest['sha256'][:12]}…)",
-             f"  architecture: d {manifest['architecture']['stefaland_d_model']}, "
-             f"{manifest['architecture']['stefaland_nlayers']} layers, "
-             f"{manifest['architecture']['stefaland_nheads']} heads, seq_length {manifest['architecture']['seq_length']}",
+             f"  architecture: d {arch['stefaland_d_model']}, {arch['stefaland_nlayers']} layers, "
+             f"{arch['stefaland_nheads']} heads, seq_length {arch['seq_length']}",
              f"  dynamic inputs ({len(manifest['dynamic_inputs'])}): {', '.join(manifest['dynamic_inputs'])}",
              _wrapped(f"  static attributes ({len(manifest['static_attributes'])}): "
                       f"{', '.join(manifest['static_attributes'])}"),
@@ -45,9 +44,7 @@ def describe(manifest: dict, detailed: bool = False) -> str:
 
 
 def _bare(name: str) -> str:
-    name = name[len(pretrained.PREFIX):] if pretrained.is_name(name) else name
-    pretrained.resolve(pretrained.PREFIX + name)  # the error for an unknown name
-    return name
+    return pretrained.folder(name).name  # raises for an unknown name
 
 
 def _wrapped(text: str) -> str:

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     outputs = reconstruct_period(cfg, model, scaler, args.period)
     table = skill_table(outputs, model.encoder_inputs, model.encoder_attributes)
     name = f'reconstruction_{args.period}_epoch{epoch:03d}'
-    stem = (Path(f"{args.run_dir[len(pretrained.PREFIX):]}_{name}") if pretrained.is_name(args.run_dir)
+    stem = (Path(f"{pretrained.folder(args.run_dir).name}_{name}") if pretrained.is_name(args.run_dir)
             else Path(args.run_dir) / name)
     table.to_csv(stem.with_suffix('.csv'))
     plot_example(outputs, model.encoder_inputs, stem.with_suffix('.png'))

@@ -112,9 +112,10 @@ def group_folds(values: pd.Series, attribute: str, groups: list[list[str]] | Non
 
 def model_config(model: dict, data_dir: str | None) -> Config:
     """A model of pub.json as one config: for a pretraining + finetuning pair the finetuning file laid over the
-    pretraining's, for the finetuning of a shipped encoder over the encoder's config; ``data_dir`` (``--data-dir``) in place of the config's when given."""
+    pretraining's, for the finetuning of a shipped encoder over the encoder's config; ``data_dir`` (``--data-dir``)
+    in place of the config's when given."""
     if model.get('shipped') is not None:
-        cfg = Config(pretrained.resolve(pretrained.PREFIX + model['shipped']['name']) / 'config.yml')
+        cfg = Config(pretrained.folder(model['shipped']['name']) / 'config.yml')
         cfg.update_config(Path(model['config']))
     elif model['pretrain'] is None:
         cfg = Config(Path(model['config']))

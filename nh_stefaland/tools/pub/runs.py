@@ -203,11 +203,12 @@ def _stage_config(task: Task) -> Config:
     """The stage's config: its file, or the pretraining run's config with the finetuning file laid over it."""
     if task.base is not None:
         cfg = _finetune_config(task, (task.base.directory / read_status(task.base.directory)['run_dir']).resolve())
-    elif pretrained.is_name(Config(task.config_file).as_dict().get('base_run_dir')):
-        cfg = _finetune_config(task, Config(task.config_file).as_dict()['base_run_dir'])
     else:
         cfg = Config(task.config_file)
-        cfg.update_config(_data_dir(task))
+        if pretrained.is_name(cfg.as_dict().get('base_run_dir')):
+            cfg = _finetune_config(task, cfg.as_dict()['base_run_dir'])
+        else:
+            cfg.update_config(_data_dir(task))
     if task.seed:
         cfg.update_config({'seed': cfg.seed + task.seed})
     cfg.update_config(workers.device_setting())
