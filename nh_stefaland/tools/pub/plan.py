@@ -211,7 +211,8 @@ def plan(settings: dict, models: dict, folds: pd.DataFrame, output_dir: Path,
 
     Validation uses the fold's training basins (over the config's validation period): the held-out basins are
     looked at only in the test. Pretraining sees all basins, or only the training basins when the held-out ones
-    are excluded; one pretraining on all basins (per seed) is shared by the folds. With ``--train-fraction`` F < 1
+    are excluded; one pretraining on all basins (per seed) is shared by the folds, and models with the same
+    pretraining config (text) share its runs, kept under the first such model's label. With ``--train-fraction`` F < 1
     the final stages train (and validate) on a seeded share F of the fold's training basins, the same for every
     model; pretraining still sees the inputs of all of them.
     """
@@ -233,10 +234,9 @@ def plan(settings: dict, models: dict, folds: pd.DataFrame, output_dir: Path,
         if model['pretrain'] is not None and include:
             files = {'train': all_basins, 'validation': all_basins, 'test': all_basins}
             name = f'seed_{seed:02d}_pretrain' if seed else 'pretrain'
-            shared = Task(label, name, runs / name, Path(model['pretrain']), files, frozenset(),
-                          _fingerprint(model['pretrain'], files, data_dir, seed=seed), data_dir=data_dir,
-                          evaluate=False, seed=seed)
-            pretraining.append(shared)
+            shared = _pretraining(Task(label, name, runs / name, Path(model['pretrain']), files, frozenset(),
+                                       _fingerprint(model['pretrain'], files, data_dir, seed=seed),
+                                       data_dir=data_dir, evaluate=False, seed=seed), pretraining)
         for fold, paths in fold_files.items():
             if only and fold not in only:
                 continue
@@ -245,16 +245,25 @@ def plan(settings: dict, models: dict, folds: pd.DataFrame, output_dir: Path,
             name = f'fold_{fold:02d}{tag}'
             base = shared
             if model['pretrain'] is not None and not include:
-                base = Task(label, f'{name}_pretrain', runs / f'{name}_pretrain', Path(model['pretrain']), files,
-                            held_out, _fingerprint(model['pretrain'], files, data_dir, seed=seed), data_dir=data_dir,
-                            evaluate=False, seed=seed)
-                pretraining.append(base)
+                base = _pretraining(Task(label, f'{name}_pretrain', runs / f'{name}_pretrain', Path(model['pretrain']),
+                                         files, held_out, _fingerprint(model['pretrain'], files, data_dir, seed=seed),
+                                         data_dir=data_dir, evaluate=False, seed=seed), pretraining)
             files = {'train': gauged[fold], 'validation': gauged[fold], 'test': paths['test']}
             final.append(Task(label, name, runs / name, Path(model['config']), files, held_out,
                               _fingerprint(model['config'], files, data_dir, base, seed=seed,
                                            encoder=(model.get('shipped') or {}).get('sha256')), base=base,
                               data_dir=data_dir, seed=seed, epoch_basin_file=epoch_files.get(fold)))
     return [pretraining, final]
+
+
+def _pretraining(task: Task, planned: list[Task]) -> Task:
+    """The planned pretraining stage with ``task``'s fingerprint, if another model has one, else ``task``, added to
+    ``planned``: models whose pretraining configs are the same text share one pretraining run."""
+    for earlier in planned:
+        if earlier.fingerprint == task.fingerprint:
+            return earlier
+    planned.append(task)
+    return task
 
 
 def _gauged_basin_files(settings: dict, fold_files: dict[int, dict[str, Path]]) -> dict[int, Path]:

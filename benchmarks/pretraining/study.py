@@ -1,0 +1,103 @@
+"""What pretraining needs to pay off: the recipes of the pretraining study, run through ``nh-stefaland pub``.
+
+Every arm of :data:`ARMS` is one model of one ``pub`` run: a copy of a benchmark config of
+``benchmarks/ungauged/`` with a few keys changed (and, for pretrained arms, the pretraining recipe of
+:data:`PRETRAINING` it finetunes). The script writes those configs to ``OUTPUT/configs`` and calls ``pub`` on the
+382 CAMELS-US basins split into 5 seeded random folds (seed 0), with ``--train-fraction`` and the folds and seeds
+asked for. Arms that finetune the same pretraining recipe share one pretraining run (pub shares identical pretraining
+stages), and every run is resumable: calling the script again skips what is finished.
+
+    python benchmarks/pretraining/study.py --train-fraction 0.1 --fold 1 --fold 2 --jobs 2 \\
+        --arms lstm,scratch,base,shipped,lr_warmup,long_3k
+
+Screening (README.md here) runs the arms on folds 1 and 2 with one seed; the confirmation runs the best recipe and the
+baselines on all 5 folds with ``--seeds 3``. The report of each output folder is pub's (``OUTPUT/report/``).
+"""
+import argparse
+import sys
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+from nh_stefaland.tools import cli
+
+HERE = Path(__file__).resolve().parent
+BENCHMARK = HERE.parent / 'ungauged'
+DEFAULT_DATA = Path('../shared/data/caravan_camels')  # the configs' data_dir, from the project root
+
+# finetuning / training budgets: 4 epochs of N/4 updates of 64 windows, the learning rate halved for the last epoch
+BUDGETS = {800: {'epochs': 4, 'max_updates_per_epoch': 200}, 3200: {'epochs': 4, 'max_updates_per_epoch': 800}}
+
+# pretraining recipes: changes to benchmarks/ungauged/stefaland_pretrain.yml (1,000 updates, lr 1e-3 then 5e-4)
+PRETRAINING = {
+    'base': {},
+    'lr_warmup': {'learning_rate': {0: 2.5e-5, 1: 5e-5, 2: 1e-4}},  # the paper's 1e-4, reached over 200 updates
+    'long_3k': {'epochs': 30, 'learning_rate': {0: 1e-3, 24: 5e-4}},
+}
+
+# arm: (benchmark config, pretraining recipe or None, changes to the config, finetuning budget)
+ARMS = {
+    'lstm': ('lstm.yml', None, {}, 800),
+    'lstm_3200': ('lstm.yml', None, {}, 3200),
+    'scratch': ('stefaland.yml', None, {}, 800),
+    'base': ('stefaland_finetune.yml', 'base', {'stefaland_cache_states': True}, 800),
+    'base_3200': ('stefaland_finetune.yml', 'base', {'stefaland_cache_states': True}, 3200),
+    'dual_residual': ('stefaland_finetune.yml', 'base',
+                      {'stefaland_cache_states': True, 'stefaland_adapter': 'dual_residual'}, 800),
+    'lr_warmup': ('stefaland_finetune.yml', 'lr_warmup', {'stefaland_cache_states': True}, 800),
+    'long_3k': ('stefaland_finetune.yml', 'long_3k', {'stefaland_cache_states': True}, 800),
+    # the shipped encoder: 7,600 updates of the base recipe (learning rate halved after 8,000, never reached)
+    'shipped': ('stefaland_finetune.yml', None,
+                {'stefaland_cache_states': True, 'base_run_dir': 'stefaland:caravan_camels_d64', 'verbose': 0}, 800),
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--arms', required=True, help=f"Comma-separated arms, of {sorted(ARMS)}.")
+    parser.add_argument('--data-dir', type=Path,
+                        help="The caravan_camels folder (382 basins), if not the configs' ../shared/data/caravan_camels.")
+    parser.add_argument('--train-fraction', type=float, default=1.0)
+    parser.add_argument('--output-dir', type=Path,
+                        help="Default: runs/pretraining/fraction_<F> (one pub folder per train fraction).")
+    parser.add_argument('--fold', type=int, action='append', help="Folds to run (default: all 5).")
+    parser.add_argument('--seeds', type=int, default=1)
+    parser.add_argument('--jobs', type=int, default=2)
+    args = parser.parse_args()
+
+    arms = args.arms.split(',')
+    unknown = sorted(set(arms) - set(ARMS))
+    if unknown:
+        parser.error(f"--arms: no arm {unknown}; choose from {sorted(ARMS)}.")
+    output_dir = args.output_dir or Path('runs/pretraining') / f'fraction_{args.train_fraction:g}'
+    models = []
+    for arm in arms:
+        config, recipe, changes, budget = ARMS[arm]
+        models += ['--model', f'{arm}={write_config(BENCHMARK / config, {**changes, **BUDGETS[budget]}, output_dir / "configs" / f"{arm}.yml")}']
+        if recipe is not None:
+            pretraining = write_config(BENCHMARK / 'stefaland_pretrain.yml', PRETRAINING[recipe],
+                                       output_dir / 'configs' / f'pretrain_{recipe}.yml')
+            models += ['--pretrain', f'{arm}={pretraining}']
+    folds = [arg for fold in args.fold or [] for arg in ('--fold', str(fold))]
+    data = ['--data-dir', str(args.data_dir)] if args.data_dir else []
+    return cli.main(['pub', *models, '--basin-file', str((args.data_dir or DEFAULT_DATA) / 'basins.txt'), *data,
+                     '--output-dir', str(output_dir), '--folds', '5', '--seed', '0', '--jobs', str(args.jobs),
+                     '--train-fraction', str(args.train_fraction), '--seeds', str(args.seeds), *folds])
+
+
+def write_config(config: Path, changes: dict, path: Path) -> Path:
+    """A copy of ``config`` at ``path`` with ``changes`` applied (a key set to None is removed)."""
+    yaml = YAML()
+    cfg = yaml.load(config)
+    for key, value in changes.items():
+        if value is None:
+            cfg.pop(key, None)
+        else:
+            cfg[key] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    yaml.dump(cfg, path)
+    return path
+
+
+if __name__ == '__main__':
+    sys.exit(main())
