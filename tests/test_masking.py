@@ -2,11 +2,12 @@
 import pytest
 import torch
 
-from nh_stefaland.nh.losses import masked_mse
 from neuralhydrology.modelzoo import get_model
+from neuralhydrology.training import get_loss_obj
 
 from nh_stefaland.model.masking import (DEFAULT_ATTRIBUTE_GROUPS, _windows_needed, attribute_group_ids, group_mask,
-                                  span_lengths, window_mask)
+                                        span_lengths, window_mask)
+from nh_stefaland.nh.losses import masked_mse
 
 # every window length up to half a year (where 30–90-day spans get shortened at ratio 0.5), then every 61st
 LENGTHS = [*range(2, 181), *range(181, 731, 61)]
@@ -140,3 +141,32 @@ def test_masked_mse_ignores_visible_and_missing_positions():
     assert torch.isfinite(estimate.grad).all()
     assert estimate.grad[0, [1, 2, 4]].eq(0).all()
     assert masked_mse(estimate, target, torch.zeros_like(hidden)).item() == 0.0
+
+
+def test_per_sample_mask_ratio_spreads_the_hidden_share_between_its_bounds():
+    mask = window_mask((512, 365, 3), 0.5, min_ratio=0.0, generator=torch.Generator().manual_seed(4))
+    shares = mask.float().mean(dim=1)  # [B, F]
+    assert shares.mean().item() == pytest.approx(0.25, abs=0.03)
+    assert (shares < 0.1).float().mean() > 0.1 and (shares > 0.4).float().mean() > 0.1
+    assert shares.max() < 0.6
+    per_sample = shares.mean(dim=1, keepdim=True)  # one share per sample, its variables within one window of it
+    assert (shares - per_sample).abs().max() < 90 / 365
+    same = window_mask((64, 365, 3), 0.5, min_ratio=0.5, generator=torch.Generator().manual_seed(4))
+    assert same.float().mean().item() == pytest.approx(0.5, abs=0.02)
+    with pytest.raises(ValueError, match='min_ratio=0.6 must lie in'):
+        window_mask((2, 365, 3), 0.5, min_ratio=0.6)
+
+
+def test_visible_loss_weight_adds_the_error_at_visible_positions(get_config):
+    target = torch.tensor([[[1.0], [2.0], [float('nan')], [4.0]]])  # [B, T, F]
+    hidden = torch.tensor([[[True], [False], [True], [False]]])
+    estimate = torch.zeros_like(target)
+    static = {'static_hat': torch.zeros(1, 2), 'static_target': torch.tensor([[1.0, 3.0]]),
+              'static_mask': torch.tensor([[True, False]])}
+    prediction = {'x_hat': estimate, 'x_target': target, 'x_mask': hidden, **static}
+    cfg = get_config('caravan_pretrain', stefaland_visible_loss_weight=0.1, stefaland_static_loss_weight=1.0)
+    total, parts = get_loss_obj(cfg)(prediction, {})
+    assert parts['dynamic_loss'].item() == pytest.approx(1.0 + 0.1 * (4 + 16) / 2)
+    assert parts['static_loss'].item() == pytest.approx(1.0 + 0.1 * 9)
+    plain, _ = get_loss_obj(get_config('caravan_pretrain', stefaland_static_loss_weight=1.0))(prediction, {})
+    assert plain.item() == pytest.approx(2.0)

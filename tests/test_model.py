@@ -84,6 +84,9 @@ def test_paper_size_is_reachable(get_config):
     ({'mass_inputs': ['total_precipitation_sum']}, 'does not support mass inputs'),
     ({'evolving_attributes': ['temperature_2m_mean']}, 'does not support evolving attributes'),
     ({'static_attributes': []}, 'needs static_attributes'),
+    ({'stefaland_stage': 'pretrain', 'stefaland_min_mask_ratio': 0.6}, 'stefaland_min_mask_ratio=0.6 needs'),
+    ({'stefaland_stage': 'pretrain', 'stefaland_reconstruction_decoder': 'gru'},
+     "stefaland_reconstruction_decoder='gru' is not supported"),
 ])
 def test_unsupported_settings_fail_with_a_clear_message(get_config, overrides, message):
     with pytest.raises(ValueError, match=message):

@@ -210,6 +210,7 @@ def test_finetune_to_a_new_target_with_new_attributes_reuses_the_pretraining_nor
      ValueError, r"asks the pretrained encoder for \['potential_evaporation_sum'\], which it was not pretrained on"),
     ({'stefaland_encoder_attributes': ['p_mean']}, ValueError, r"leaves out \['area', 'aridity'"),
     ({'stefaland_d_model': 32, 'stefaland_nheads': 2}, ValueError, 'stefaland_d_model=32 differs'),
+    ({'stefaland_reconstruction_decoder': 'mlp'}, ValueError, 'stefaland_reconstruction_decoder=mlp differs'),
     ({'finetune_modules': ['adapter'], 'stefaland_adapter': 'none'}, ValueError,
      r"finetune_modules=\['adapter'\] names nothing trainable"),
     ({'finetune_modules': ['reconstruction_decoder', 'embedding']}, ValueError, 'names nothing trainable'),
@@ -302,6 +303,21 @@ def test_reconstruction_hides_missing_values_and_loss_weights_parts(get_config):
     assert torch.isfinite(output['x_hat']).all() and torch.isfinite(output['static_hat']).all()
     total, parts = get_loss_obj(cfg)(output, batch)
     torch.testing.assert_close(total, parts['dynamic_loss'] + 0.25 * parts['static_loss'])
+
+
+def test_mlp_reconstruction_decoder_reads_each_encoder_state_alone(get_config):
+    model = get_model(get_config('caravan_pretrain', stefaland_reconstruction_decoder='mlp',
+                                 stefaland_min_mask_ratio=0.0))
+    assert model.reconstruction_decoder.lstm is None
+    assert not any('lstm' in name for name, _ in model.named_parameters())
+    batch = {'x_d': {name: torch.randn(3, 30, 1) for name in model.dynamic_inputs},
+             'x_s': torch.randn(3, len(model.static_attributes))}
+    output = model(batch)
+    assert output['x_hat'].shape == (3, 30, len(model.encoder_inputs))
+    states = output['states'].detach().clone()
+    states[:, 5] += 1.0  # one day's state changes: only that day's reconstruction may change
+    changed = model.reconstruction_decoder(states)['x_hat'] != output['x_hat']
+    assert changed[:, 5].all() and not changed[:, :5].any() and not changed[:, 6:].any()
 
 
 def test_shipped_pretraining_and_finetuning_configs_build_their_models():

@@ -33,6 +33,9 @@ PRETRAINING = {
     'base': {},
     'lr_warmup': {'learning_rate': {0: 2.5e-5, 1: 5e-5, 2: 1e-4}},  # the paper's 1e-4, reached over 200 updates
     'long_3k': {'epochs': 30, 'learning_rate': {0: 1e-3, 24: 5e-4}},
+    'mask_uniform': {'stefaland_min_mask_ratio': 0.0},  # each window hides a share drawn from U(0, 0.5)
+    'visible_0.1': {'stefaland_visible_loss_weight': 0.1},
+    'mlp_decoder': {'stefaland_reconstruction_decoder': 'mlp'},
 }
 
 # arm: (benchmark config, pretraining recipe or None, changes to the config, finetuning budget)
@@ -46,6 +49,9 @@ ARMS = {
                       {'stefaland_cache_states': True, 'stefaland_adapter': 'dual_residual'}, 800),
     'lr_warmup': ('stefaland_finetune.yml', 'lr_warmup', {'stefaland_cache_states': True}, 800),
     'long_3k': ('stefaland_finetune.yml', 'long_3k', {'stefaland_cache_states': True}, 800),
+    'mask_uniform': ('stefaland_finetune.yml', 'mask_uniform', {'stefaland_cache_states': True}, 800),
+    'visible': ('stefaland_finetune.yml', 'visible_0.1', {'stefaland_cache_states': True}, 800),
+    'mlp_decoder': ('stefaland_finetune.yml', 'mlp_decoder', {'stefaland_cache_states': True}, 800),
     # the shipped encoder: 7,600 updates of the base recipe (learning rate halved after 8,000, never reached)
     'shipped': ('stefaland_finetune.yml', None,
                 {'stefaland_cache_states': True, 'base_run_dir': 'stefaland:caravan_camels_d64', 'verbose': 0}, 800),

@@ -30,8 +30,14 @@ DEFAULT_ATTRIBUTE_GROUPS: dict[str, list[str]] = {
 
 
 def window_mask(shape: tuple[int, int, int], ratio: float, min_length: int = 30, max_length: int = 90,
-                generator: torch.Generator | None = None, device: torch.device | str | None = None) -> torch.Tensor:
+                generator: torch.Generator | None = None, device: torch.device | str | None = None,
+                min_ratio: float | None = None) -> torch.Tensor:
     """Hide contiguous windows of each variable's days until about ``ratio`` of them are hidden.
+
+    With ``min_ratio``, each sample hides its own share instead, drawn uniformly between ``min_ratio`` and ``ratio``
+    (one draw per sample, the same for all its variables): pretraining then also sees nearly visible windows, as
+    prediction does. The windows are drawn as for ``ratio``, and a sample keeps the number of them whose covered
+    share is closest to its own (so a share below the shortest window hides none or one window).
 
     Per sample and variable, windows of a length drawn uniformly from :func:`span_lengths` are placed at random inside
     the T days, one after the other; days covered twice count once. How many windows are kept depends on the spans:
@@ -56,6 +62,8 @@ def window_mask(shape: tuple[int, int, int], ratio: float, min_length: int = 30,
         Random source (its device is used); the device's global generator when None.
     device : torch.device | str | None
         Device of the mask when no generator is given.
+    min_ratio : float | None
+        Smallest per-sample share, in [0, ``ratio``] (``ratio`` below 1 then); None: every sample hides ``ratio``.
 
     Returns
     -------
@@ -66,11 +74,17 @@ def window_mask(shape: tuple[int, int, int], ratio: float, min_length: int = 30,
     device = generator.device if generator is not None else device
     if ratio <= 0.0 or length == 0:
         return torch.zeros(shape, dtype=torch.bool, device=device)
+    if min_ratio is not None and not 0.0 <= min_ratio <= ratio < 1.0:
+        raise ValueError(f"min_ratio={min_ratio} must lie in [0, ratio] with ratio={ratio} below 1.")
     if ratio >= 1.0:
         return torch.ones(shape, dtype=torch.bool, device=device)
     low, high = span_lengths(length, ratio, min_length, max_length)
     n_rows, n_windows = batch_size * n_variables, _windows_needed(ratio, length, low)
 
+    target = torch.full((n_rows, 1), ratio * length, device=device)  # [R, 1]: days to hide per row
+    if min_ratio is not None:
+        shares = min_ratio + (ratio - min_ratio) * torch.rand((batch_size, 1), generator=generator, device=device)
+        target = (shares * length).repeat_interleave(n_variables, dim=0)  # rows are sample-major
     lengths = torch.randint(low, high + 1, (n_rows, n_windows), generator=generator, device=device)
     starts = (torch.rand((n_rows, n_windows), generator=generator, device=device) * (length - lengths + 1)).long()
     days = torch.arange(length, device=device)
@@ -80,8 +94,8 @@ def window_mask(shape: tuple[int, int, int], ratio: float, min_length: int = 30,
     newly_covered = torch.zeros(n_rows, n_windows + 1, device=device).scatter_add_(
         1, first, torch.ones_like(first, dtype=torch.float32))  # [R, K+1]
     covered = torch.cat([torch.zeros(n_rows, 1, device=device), newly_covered[:, :-1].cumsum(dim=1)], dim=1)
-    if (low, high) == (min_length, max_length):
-        n_kept = (covered - ratio * length).abs().argmin(dim=1)  # [R]; covered is sorted, ties: fewer windows
+    if (low, high) == (min_length, max_length) or min_ratio is not None:
+        n_kept = (covered - target).abs().argmin(dim=1)  # [R]; covered is sorted, ties: fewer windows
     else:
         n_kept = _kept_at_random(covered, ratio * length, generator)  # [R]
     mask = first < n_kept.unsqueeze(-1)  # [R, T]

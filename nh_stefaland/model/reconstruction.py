@@ -66,7 +66,7 @@ class ReconstructionHead(nn.Module):
 
 
 class ReconstructionDecoder(nn.Module):
-    """H → 1-layer LSTM (width D) → LayerNorm → :class:`ReconstructionHead`.
+    """H → 1-layer LSTM (width D) → LayerNorm → :class:`ReconstructionHead`; without the LSTM when not recurrent.
 
     Parameters
     ----------
@@ -74,15 +74,18 @@ class ReconstructionDecoder(nn.Module):
         Width D of the encoder states.
     head : ReconstructionHead
         The per-variable heads.
+    recurrent : bool
+        Decode with the LSTM (``stefaland_reconstruction_decoder: lstm``); False: the heads read each LayerNormed
+        encoder state on its own (``mlp``), so every position's reconstruction comes from the encoder alone.
     """
 
-    def __init__(self, d_model: int, head: ReconstructionHead):
+    def __init__(self, d_model: int, head: ReconstructionHead, recurrent: bool = True):
         super().__init__()
-        self.lstm = nn.LSTM(input_size=d_model, hidden_size=d_model, batch_first=True)
+        self.lstm = nn.LSTM(input_size=d_model, hidden_size=d_model, batch_first=True) if recurrent else None
         self.norm = nn.LayerNorm(d_model)
         self.head = head
 
     def forward(self, states: torch.Tensor) -> dict[str, torch.Tensor]:
         """Reconstruct from the encoder states [B, T+1, D]; returns ``x_hat`` [B, T, F] and ``static_hat`` [B, C]."""
-        decoded, _ = self.lstm(states)  # [B, T+1, D]
+        decoded = states if self.lstm is None else self.lstm(states)[0]  # [B, T+1, D]
         return self.head(self.norm(decoded))

@@ -49,6 +49,8 @@ class Key:
         kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
         if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
             raise ValueError(f"{name}={value!r} must be of type {' or '.join(k.__name__ for k in kinds)}.")
+        if value is None:
+            return
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"{name}={value!r} is not supported; choose one of {list(self.choices)}.")
         if self.minimum is not None and value < self.minimum:
@@ -94,6 +96,10 @@ class Settings:
                                            kind=(list, type(None)))
     mask_ratio: float = _key(0.5, "Share of each dynamic variable's days hidden per window in pretraining.",
                              minimum=0.0, maximum=1.0)
+    min_mask_ratio: float | None = _key(None, "When set, each pretraining window hides its own share of the days, "
+                                        "drawn uniformly between this and `stefaland_mask_ratio`, so that "
+                                        "pretraining also sees the nearly visible inputs of prediction.",
+                                        kind=(int, float, type(None)), minimum=0.0, maximum=1.0)
     mask_min_days: int = _key(30, "Shortest masked window of a dynamic variable, in days.", minimum=1)
     mask_max_days: int = _key(90, "Longest masked window of a dynamic variable, in days.", minimum=1)
     static_mask_ratio: float = _key(0.5, "Share of the maskable static attributes hidden at least per sample in "
@@ -108,6 +114,11 @@ class Settings:
                                          "missing).")
     dynamic_loss_weight: float = _key(1.0, "Weight of the dynamic reconstruction loss.", minimum=0.0)
     static_loss_weight: float = _key(0.5, "Weight of the static reconstruction loss.", minimum=0.0)
+    visible_loss_weight: float = _key(0.0, "Weight, relative to the hidden positions', of the reconstruction error "
+                                      "at the positions the encoder saw (0: hidden positions only).", minimum=0.0)
+    reconstruction_decoder: str = _key('lstm', "Pretraining decoder before the per-variable heads: `lstm` (an LSTM "
+                                       "of width D over the encoder states) or `mlp` (the heads read each encoder "
+                                       "state alone, so the encoder must carry the context).", choices=('lstm', 'mlp'))
     reconstruction_hidden: int = _key(64, "Hidden width of each variable's reconstruction head.", minimum=1)
     strided_evaluation: bool = _key(True, "Evaluate with windows `predict_last_n` days apart, stitched into one "
                                     "prediction per day (False: NH's one window per day).")
@@ -142,6 +153,9 @@ class Settings:
             key.check(name, value)
             values[name.removeprefix(PREFIX)] = value
         settings = cls(**values)
+        if settings.min_mask_ratio is not None and not settings.min_mask_ratio <= settings.mask_ratio < 1.0:
+            raise ValueError(f"stefaland_min_mask_ratio={settings.min_mask_ratio} needs stefaland_mask_ratio="
+                             f"{settings.mask_ratio} below 1 and at least as large.")
         if settings.mask_min_days > settings.mask_max_days:
             raise ValueError(f"stefaland_mask_min_days={settings.mask_min_days} is larger than "
                              f"stefaland_mask_max_days={settings.mask_max_days}.")

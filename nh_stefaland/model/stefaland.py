@@ -100,7 +100,7 @@ class StefaLand(BaseModel):
         self.register_buffer('attribute_groups', torch.tensor(groups, dtype=torch.long), persistent=False)
         head = ReconstructionHead(settings.d_model, len(self.encoder_inputs), len(self.encoder_attributes),
                                   width=settings.reconstruction_hidden)
-        return ReconstructionDecoder(settings.d_model, head)
+        return ReconstructionDecoder(settings.d_model, head, recurrent=settings.reconstruction_decoder == 'lstm')
 
     def _reset_parameters(self):
         """NH's `initial_forget_bias` for the decoder LSTM."""
@@ -180,7 +180,8 @@ class StefaLand(BaseModel):
         """
         settings = self.settings
         windows = window_mask(dynamic.shape, settings.mask_ratio, settings.mask_min_days, settings.mask_max_days,
-                              generator=generator, device=dynamic.device)  # [B, T, F]
+                              generator=generator, device=dynamic.device,
+                              min_ratio=settings.min_mask_ratio)  # [B, T, F]
         groups = group_mask(static.shape[0], self.attribute_groups, settings.static_mask_ratio,
                             settings.group_mask_probability, generator=generator)  # [B, C]
         return torch.isnan(dynamic) | windows, torch.isnan(static) | groups

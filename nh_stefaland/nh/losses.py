@@ -8,10 +8,12 @@ from nh_stefaland.model.settings import Settings
 
 
 class ReconstructionLoss(BaseLoss):
-    """MSE in normalised units over the hidden, observed positions only: w_d · dynamic + w_s · static.
+    """MSE in normalised units over the hidden, observed positions: w_d · dynamic + w_s · static.
 
-    Positions the encoder saw carry no loss, nor do missing (NaN) values, which are hidden but have nothing to
-    reconstruct. Weights come from ``stefaland_dynamic_loss_weight`` and ``stefaland_static_loss_weight``.
+    Missing (NaN) values carry no loss: they are hidden but have nothing to reconstruct. Positions the encoder saw
+    carry none either, unless ``stefaland_visible_loss_weight`` w_v > 0: each part is then the MSE over the hidden
+    positions plus w_v × the MSE over the visible ones. Weights come from ``stefaland_dynamic_loss_weight``,
+    ``stefaland_static_loss_weight`` and ``stefaland_visible_loss_weight``.
 
     Parameters
     ----------
@@ -31,6 +33,7 @@ class ReconstructionLoss(BaseLoss):
         settings = Settings.from_config(cfg)
         self._dynamic_weight = settings.dynamic_loss_weight
         self._static_weight = settings.static_loss_weight
+        self._visible_weight = settings.visible_loss_weight
 
     def forward(self, prediction: dict[str, torch.Tensor],
                 data: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -49,10 +52,17 @@ class ReconstructionLoss(BaseLoss):
         tuple[torch.Tensor, dict[str, torch.Tensor]]
             The total loss and its parts ``dynamic_loss``, ``static_loss``, ``total_loss``.
         """
-        dynamic = masked_mse(prediction['x_hat'], prediction['x_target'], prediction['x_mask'])
-        static = masked_mse(prediction['static_hat'], prediction['static_target'], prediction['static_mask'])
+        dynamic = self._part(prediction['x_hat'], prediction['x_target'], prediction['x_mask'])
+        static = self._part(prediction['static_hat'], prediction['static_target'], prediction['static_mask'])
         total = self._dynamic_weight * dynamic + self._static_weight * static
         return total, {'dynamic_loss': dynamic, 'static_loss': static, 'total_loss': total}
+
+    def _part(self, estimate: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Loss of the dynamic or the static part: hidden positions, plus w_v × visible ones when w_v > 0."""
+        hidden = masked_mse(estimate, target, mask)
+        if self._visible_weight == 0:
+            return hidden
+        return hidden + self._visible_weight * masked_mse(estimate, target, ~mask)
 
 
 def masked_mse(estimate: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

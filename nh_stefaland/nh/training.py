@@ -23,7 +23,8 @@ LOGGER = logging.getLogger(__name__)
 
 # keys that shape the pretrained tensors: a finetuning config must keep the pretraining run's values
 ARCHITECTURE_KEYS = ('stefaland_d_model', 'stefaland_nheads', 'stefaland_dim_feedforward', 'stefaland_nlayers',
-                     'stefaland_token_hidden', 'stefaland_reconstruction_hidden', 'seq_length')
+                     'stefaland_token_hidden', 'stefaland_reconstruction_hidden', 'stefaland_reconstruction_decoder',
+                     'seq_length')
 PRETRAINED_STAGES = ('pretrain', 'finetune')
 
 
