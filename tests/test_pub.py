@@ -180,6 +180,32 @@ def test_pretraining_without_held_out_basins_is_planned_per_fold(tmp_path):
     assert "each fold's training basins only" in pub_report.write_report(args.output_dir).read_text()
 
 
+@pytest.mark.parametrize('exclude', [False, True], ids=['shared by the folds', 'per fold'])
+def test_models_with_the_same_pretraining_config_share_its_runs(tmp_path, exclude):
+    pretrain = _config(tmp_path, 'pretrain', source='caravan_pretrain')
+    copy = tmp_path / 'copy_of_pretrain.yml'
+    copy.write_text(pretrain.read_text())
+    other = _config(tmp_path, 'other_pretrain', source='caravan_pretrain', epochs=2)
+    finetune = tmp_path / 'finetune.yml'
+    finetune.write_text("finetune_modules:\n  - head\n")
+    labels = {'a': pretrain, 'b': copy, 'c': other}
+    arguments = [argument for label, config in labels.items()
+                 for argument in ('--model', f'{label}={finetune}', '--pretrain', f'{label}={config}')]
+    args = _parser().parse_args(['pub', *arguments, '--basin-file', str(_basin_file(tmp_path)), '--output-dir',
+                                 str(tmp_path / 'pub'), '--folds', '2', '--seeds', '2',
+                                 *(['--pretrain-exclude-held-out'] if exclude else [])])
+    settings, models = pub_plan.settings_from(args)
+    folds = pub_plan.load_or_make_folds(settings, args.output_dir)
+    pretraining, final = pub_plan.plan(settings, models, folds, args.output_dir)
+    per_seed_and_recipe = 2 * (2 if exclude else 1)  # seeds × (folds when held-out basins are excluded)
+    assert len(pretraining) == 2 * per_seed_and_recipe
+    assert {task.label for task in pretraining} == {'a', 'c'}
+    bases = {(task.label, task.name): task.base for task in final}
+    for name in {task.name for task in final}:
+        assert bases['a', name] is bases['b', name] and bases['a', name] is not bases['c', name]
+    assert len({bases['a', name].directory for name in {task.name for task in final}}) == per_seed_and_recipe
+
+
 def test_random_folds_are_reproducible_balanced_and_seeded():
     basins = [f'b{i}' for i in range(23)]
     folds = pub_folds.random_folds(basins, k=5, seed=7)

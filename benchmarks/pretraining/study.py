@@ -31,6 +31,7 @@ BUDGETS = {800: {'epochs': 4, 'max_updates_per_epoch': 200}, 3200: {'epochs': 4,
 # pretraining recipes: changes to benchmarks/ungauged/stefaland_pretrain.yml (1,000 updates, lr 1e-3 then 5e-4)
 PRETRAINING = {
     'base': {},
+    'random': {'epochs': 1, 'max_updates_per_epoch': 1},  # control: an encoder that has (almost) not learned
     'lr_warmup': {'learning_rate': {0: 2.5e-5, 1: 5e-5, 2: 1e-4}},  # the paper's 1e-4, reached over 200 updates
     'long_3k': {'epochs': 30, 'learning_rate': {0: 1e-3, 24: 5e-4}},
     'mask_uniform': {'stefaland_min_mask_ratio': 0.0},  # each window hides a share drawn from U(0, 0.5)
@@ -47,6 +48,7 @@ ARMS = {
     'base_3200': ('stefaland_finetune.yml', 'base', {'stefaland_cache_states': True}, 3200),
     'dual_residual': ('stefaland_finetune.yml', 'base',
                       {'stefaland_cache_states': True, 'stefaland_adapter': 'dual_residual'}, 800),
+    'random_encoder': ('stefaland_finetune.yml', 'random', {'stefaland_cache_states': True}, 800),
     'lr_warmup': ('stefaland_finetune.yml', 'lr_warmup', {'stefaland_cache_states': True}, 800),
     'long_3k': ('stefaland_finetune.yml', 'long_3k', {'stefaland_cache_states': True}, 800),
     'mask_uniform': ('stefaland_finetune.yml', 'mask_uniform', {'stefaland_cache_states': True}, 800),

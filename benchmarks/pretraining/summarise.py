@@ -1,0 +1,222 @@
+"""Tables and plots of the pretraining study from the pub reports of ``study.py``'s output folders.
+
+    python benchmarks/pretraining/summarise.py --runs runs/pretraining --output benchmarks/pretraining/results
+
+reads ``RUNS/fraction_<F>/report/`` (summary.csv, paired.csv, written by ``nh-stefaland pub``) and the runs'
+``status.json`` (wall time), and writes to OUTPUT:
+
+- ``arms.csv``: per train fraction and arm, the held-out median NSE, the paired median NSE difference to StefaLand
+  from scratch, to NH's LSTM and to the base recipe (95 % interval over folds and seeds, share of basins better), the
+  folds and seeds behind it, the finetuning minutes per fold run and the minutes of the arm's pretraining;
+- ``arms.md``: the same as markdown tables, one per train fraction;
+- ``pretraining_updates.png``: median held-out NSE against pretraining updates (one line per train fraction and
+  finetuning budget), StefaLand from scratch and the LSTM as horizontal references;
+- ``train_fraction.png``: median held-out NSE against the share of training basins, one line per model.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from study import ARMS, PRETRAINING  # noqa: E402
+
+SHIPPED_UPDATES = 7600  # nh_stefaland/pretrained/caravan_camels_d64/MODEL_CARD.md
+REFERENCES = ('scratch', 'lstm', 'base')
+DATA = ("Data: Caravan (Kratzert et al. 2023), ERA5-Land forcing (Muñoz Sabater et al. 2021), CAMELS-US attributes "
+        "and USGS streamflow (Newman et al. 2015; Addor et al. 2017).")
+
+
+def pretraining_updates(arm: str) -> int | None:
+    """Pretraining updates behind an arm (None for arms without pretraining)."""
+    config, recipe, changes, _ = ARMS[arm]
+    if 'base_run_dir' in changes:
+        return SHIPPED_UPDATES
+    if recipe is None:
+        return None
+    changes = {'epochs': 10, 'max_updates_per_epoch': 100, **PRETRAINING[recipe]}  # stefaland_pretrain.yml's budget
+    return changes['epochs'] * changes['max_updates_per_epoch']
+
+
+def minutes(folder: Path) -> tuple[dict[str, float], dict[str, float]]:
+    """Median minutes per finetuning (or training) run of each arm, and minutes of each pretraining run folder."""
+    per_fold, pretraining = {}, {}
+    for status_file in folder.glob('runs/*/*/status.json'):
+        status = json.loads(status_file.read_text())
+        if status.get('state') != 'done' or 'seconds' not in status:
+            continue
+        if 'pretrain' in status['name']:
+            pretraining[str(status_file.parent.relative_to(folder))] = status['seconds'] / 60
+        else:
+            per_fold.setdefault(status['label'], []).append(status['seconds'] / 60)
+    return {arm: float(np.median(values)) for arm, values in per_fold.items()}, pretraining
+
+
+def arm_table(folder: Path) -> pd.DataFrame:
+    """One row per arm finished in one ``fraction_<F>`` folder."""
+    report = folder / 'report'
+    summary = pd.read_csv(report / 'summary.csv')
+    paired = pd.read_csv(report / 'paired.csv')
+    paired = paired[paired['metric'] == 'NSE']
+    per_basin = pd.read_csv(report / 'per_basin.csv', dtype={'basin': str, 'seed': str})
+    fold_minutes, pretraining_minutes = minutes(folder)
+    settings = json.loads((folder / 'pub.json').read_text())
+    rows = []
+    for arm in summary.loc[summary['metric'] == 'NSE', 'model']:
+        if arm not in ARMS:
+            continue  # seed ensembles
+        runs = per_basin[per_basin['model'] == arm]
+        row = {'train_fraction': settings.get('train_fraction', 1.0), 'arm': arm,
+               'finetune_updates': ARMS[arm][3], 'pretraining_updates': pretraining_updates(arm),
+               'folds': runs['fold'].nunique(), 'seeds': runs['seed'].nunique(), 'basins': runs['basin'].nunique(),
+               'median_nse': float(summary.loc[(summary['model'] == arm) & (summary['metric'] == 'NSE'),
+                                               'median'].iloc[0]),
+               'minutes_per_run': fold_minutes.get(arm, np.nan),
+               'pretraining_minutes': _pretraining_minutes(folder, arm, settings, pretraining_minutes)}
+        for reference in REFERENCES:
+            row.update(_difference(paired, arm, reference))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _pretraining_minutes(folder: Path, arm: str, settings: dict, pretraining_minutes: dict[str, float]) -> float:
+    """Minutes of the pretraining run(s) the arm finetunes, wherever pub keeps them (shared between arms)."""
+    pretrain_config = settings['models'].get(arm, {}).get('pretrain')
+    if pretrain_config is None:
+        return np.nan
+    same = [label for label, model in settings['models'].items()
+            if model.get('pretrain') and Path(model['pretrain']).read_text() == Path(pretrain_config).read_text()]
+    values = [value for path, value in pretraining_minutes.items() if path.split('/')[1] in same]
+    return float(np.mean(values)) if values else np.nan
+
+
+def _difference(paired: pd.DataFrame, arm: str, reference: str) -> dict:
+    """Paired median NSE difference arm − reference with its interval and share better ({} cells NaN if absent)."""
+    keys = [f'vs_{reference}', f'vs_{reference}_low', f'vs_{reference}_high', f'vs_{reference}_share_better']
+    if arm == reference:
+        return dict.fromkeys(keys, np.nan)
+    forward = paired[(paired['model_a'] == arm) & (paired['model_b'] == reference)]
+    backward = paired[(paired['model_a'] == reference) & (paired['model_b'] == arm)]
+    if len(forward):
+        row = forward.iloc[0]
+        values = (row['median_difference'], row['ci_low'], row['ci_high'], row['share_a_better'])
+    elif len(backward):
+        row = backward.iloc[0]  # b better where a is not (ties are rare with continuous NSE)
+        values = (-row['median_difference'], -row['ci_high'], -row['ci_low'], 1 - row['share_a_better'])
+    else:
+        values = (np.nan,) * 4
+    return dict(zip(keys, values))
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """One markdown table per train fraction."""
+    lines = []
+    for fraction, rows in table.groupby('train_fraction'):
+        lines += [f'### Train fraction {fraction:g}', '',
+                  '| arm | pretraining updates | finetune updates | folds × seeds | median NSE | vs scratch | '
+                  'vs LSTM | vs base | min per run | pretraining min |', '|---|---|---|---|---|---|---|---|---|---|']
+        for row in rows.itertuples():
+            cells = [f'`{row.arm}`', _count(row.pretraining_updates), f'{row.finetune_updates:,}',
+                     f'{row.folds} × {row.seeds}', f'{row.median_nse:.3f}']
+            cells += [_cell(row, reference) for reference in REFERENCES]
+            cells += [_number(row.minutes_per_run), _number(row.pretraining_minutes)]
+            lines.append('| ' + ' | '.join(cells) + ' |')
+        lines.append('')
+    lines += ['Differences: median over held-out basins of the per-basin NSE difference (arm − reference), 95 % '
+              'interval resampling folds and seeds, share of basins where the arm is better. ' + DATA, '']
+    return '\n'.join(lines)
+
+
+def _count(value) -> str:
+    return '—' if value is None or pd.isna(value) else f'{int(value):,}'
+
+
+def _number(value: float) -> str:
+    return '—' if pd.isna(value) else f'{value:.1f}'
+
+
+def _cell(row, reference: str) -> str:
+    median = getattr(row, f'vs_{reference}')
+    if pd.isna(median):
+        return '—'
+    low, high = getattr(row, f'vs_{reference}_low'), getattr(row, f'vs_{reference}_high')
+    share = getattr(row, f'vs_{reference}_share_better')
+    return f'{median:+.3f} ({low:+.3f}…{high:+.3f}; {share:.0%})'
+
+
+def plot_pretraining_updates(table: pd.DataFrame, path: Path) -> None:
+    """Median held-out NSE against pretraining updates, per train fraction, with the references as lines."""
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    resconn = table[table['arm'].isin(['base', 'long_3k', 'shipped', 'random_encoder'])]
+    for index, (fraction, rows) in enumerate(resconn.groupby('train_fraction')):
+        colour = f'C{index}'
+        rows = rows.sort_values('pretraining_updates')
+        axis.plot(rows['pretraining_updates'], rows['median_nse'], 'o-', color=colour,
+                  label=f'pretrained + finetuned, train fraction {fraction:g}')
+        for row in rows.itertuples():
+            axis.annotate(row.arm, (row.pretraining_updates, row.median_nse), textcoords='offset points',
+                          xytext=(4, 4), fontsize=7, color=colour)
+        for reference, style in (('scratch', '--'), ('lstm', ':')):
+            value = table.loc[(table['train_fraction'] == fraction) & (table['arm'] == reference), 'median_nse']
+            if len(value):
+                axis.axhline(value.iloc[0], color=colour, linestyle=style, linewidth=1,
+                             label=f'{"StefaLand from scratch" if reference == "scratch" else "NH LSTM"}, '
+                                   f'fraction {fraction:g}')
+    axis.set_xscale('log')
+    axis.set_xlabel('pretraining updates (batches of 64 windows of 365 days)')
+    axis.set_ylabel('median NSE, held-out basins')
+    axis.set_title('Pretraining length (800 finetuning updates, PUB folds of 382 CAMELS-US basins)', fontsize=9)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    figure.text(0.01, 0.01, 'Data: Caravan / ERA5-Land, CAMELS-US attributes, USGS streamflow', fontsize=6)
+    figure.tight_layout()
+    figure.savefig(path, dpi=130)
+    plt.close(figure)
+
+
+def plot_train_fraction(table: pd.DataFrame, path: Path) -> None:
+    """Median held-out NSE against the share of training basins with streamflow, one line per arm."""
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    fractions = table.groupby('arm')['train_fraction'].nunique()
+    for arm in [arm for arm in ARMS if fractions.get(arm, 0) > 1]:
+        rows = table[table['arm'] == arm].sort_values('train_fraction')
+        axis.plot(rows['train_fraction'], rows['median_nse'], 'o-', label=arm)
+    axis.set_xscale('log')
+    axis.set_xlabel('share of each fold\'s training basins with streamflow')
+    axis.set_ylabel('median NSE, held-out basins')
+    axis.set_title('Few gauges (PUB folds of 382 CAMELS-US basins)', fontsize=9)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    figure.text(0.01, 0.01, 'Data: Caravan / ERA5-Land, CAMELS-US attributes, USGS streamflow', fontsize=6)
+    figure.tight_layout()
+    figure.savefig(path, dpi=130)
+    plt.close(figure)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--runs', type=Path, default=Path('runs/pretraining'))
+    parser.add_argument('--output', type=Path, default=Path(__file__).resolve().parent / 'results')
+    args = parser.parse_args()
+    folders = sorted(path for path in args.runs.glob('fraction_*') if (path / 'report' / 'summary.csv').is_file())
+    if not folders:
+        parser.error(f"{args.runs} holds no fraction_<F>/report/summary.csv: run study.py first.")
+    table = pd.concat([arm_table(folder) for folder in folders], ignore_index=True)
+    args.output.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.output / 'arms.csv', index=False)
+    (args.output / 'arms.md').write_text(markdown(table))
+    plot_pretraining_updates(table, args.output / 'pretraining_updates.png')
+    plot_train_fraction(table, args.output / 'train_fraction.png')
+    print(f"Wrote {args.output}/arms.csv, arms.md, pretraining_updates.png, train_fraction.png")
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
