@@ -14,6 +14,8 @@ Screening (README.md here) runs the arms on folds 1 and 2 with one seed; the con
 baselines on all 5 folds with ``--seeds 3``. The report of each output folder is pub's (``OUTPUT/report/``).
 """
 import argparse
+import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -71,6 +73,10 @@ def main() -> int:
     parser.add_argument('--fold', type=int, action='append', help="Folds to run (default: all 5).")
     parser.add_argument('--seeds', type=int, default=1)
     parser.add_argument('--jobs', type=int, default=2)
+    parser.add_argument('--reuse-pretraining-from', type=Path, metavar='DIR',
+                        help="Another output folder of this script (another train fraction): its finished pretraining "
+                             "runs are copied here instead of pretraining again (pub checks that config, basins and "
+                             "seed are the same).")
     args = parser.parse_args()
 
     arms = args.arms.split(',')
@@ -86,11 +92,25 @@ def main() -> int:
             pretraining = write_config(BENCHMARK / 'stefaland_pretrain.yml', PRETRAINING[recipe],
                                        output_dir / 'configs' / f'pretrain_{recipe}.yml')
             models += ['--pretrain', f'{arm}={pretraining}']
+    if args.reuse_pretraining_from is not None:
+        reuse_pretraining(args.reuse_pretraining_from, output_dir)
     folds = [arg for fold in args.fold or [] for arg in ('--fold', str(fold))]
     data = ['--data-dir', str(args.data_dir)] if args.data_dir else []
     return cli.main(['pub', *models, '--basin-file', str((args.data_dir or DEFAULT_DATA) / 'basins.txt'), *data,
                      '--output-dir', str(output_dir), '--folds', '5', '--seed', '0', '--jobs', str(args.jobs),
                      '--train-fraction', str(args.train_fraction), '--seeds', str(args.seeds), *folds])
+
+
+def reuse_pretraining(source: Path, output_dir: Path) -> None:
+    """Copy the finished pretraining runs of ``source`` (``runs/<label>/*pretrain``) to ``output_dir``, keeping any
+    that are there already."""
+    for status_file in source.glob('runs/*/*pretrain/status.json'):
+        if json.loads(status_file.read_text()).get('state') != 'done':
+            continue
+        target = output_dir / status_file.parent.relative_to(source)
+        if not target.exists():
+            shutil.copytree(status_file.parent, target, symlinks=True)
+            print(f"Pretraining {status_file.parent} reused as {target}")
 
 
 def write_config(config: Path, changes: dict, path: Path) -> Path:
