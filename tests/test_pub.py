@@ -492,6 +492,12 @@ def test_report_maps_and_hydrographs_of_each_pair(tmp_path):
         assert (output / 'report' / name).read_bytes()[:4] == b'\x89PNG'
         assert f']({name})' in markdown and f'`{name}`' in markdown
     assert markdown.index('## Maps') < markdown.index('## Hydrographs')
+    shutil.rmtree(output / 'report')
+    markdown = pub_report.write_report(output, figures_for=['c']).read_text()
+    assert 'nse_difference_a_vs_c.png' in markdown and 'hydrographs_b_vs_c.png' in markdown
+    assert 'a_vs_b' not in markdown and not (output / 'report' / 'hydrographs_a_vs_b.png').exists()
+    with pytest.raises(ValueError, match=r"--figures-for \['d'\]"):
+        pub_report.write_report(output, figures_for=['d'])
 
     differences = pd.Series([0.3, -0.2, 0.1, 0.0, 0.5], index=list('vwxyz'))
     assert pub_hydrographs.percentile_basins(differences) == [(10, 'w'), (50, 'x'), (90, 'z')]

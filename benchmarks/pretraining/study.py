@@ -73,6 +73,8 @@ def main() -> int:
     parser.add_argument('--fold', type=int, action='append', help="Folds to run (default: all 5).")
     parser.add_argument('--seeds', type=int, default=1)
     parser.add_argument('--jobs', type=int, default=2)
+    parser.add_argument('--figures-for', action='append', metavar='ARM',
+                        help="Maps and hydrographs of the pairs with these arms (default: scratch, when run).")
     parser.add_argument('--reuse-pretraining-from', type=Path, metavar='DIR',
                         help="Another output folder of this script (another train fraction): its finished pretraining "
                              "runs are copied here instead of pretraining again (pub checks that config, basins and "
@@ -95,10 +97,11 @@ def main() -> int:
     if args.reuse_pretraining_from is not None:
         reuse_pretraining(args.reuse_pretraining_from, output_dir)
     folds = [arg for fold in args.fold or [] for arg in ('--fold', str(fold))]
+    figures = [arg for arm in args.figures_for or ['scratch'] for arg in ('--figures-for', arm)]
     data = ['--data-dir', str(args.data_dir)] if args.data_dir else []
     return cli.main(['pub', *models, '--basin-file', str((args.data_dir or DEFAULT_DATA) / 'basins.txt'), *data,
                      '--output-dir', str(output_dir), '--folds', '5', '--seed', '0', '--jobs', str(args.jobs),
-                     '--train-fraction', str(args.train_fraction), '--seeds', str(args.seeds), *folds])
+                     '--train-fraction', str(args.train_fraction), '--seeds', str(args.seeds), *folds, *figures])
 
 
 def reuse_pretraining(source: Path, output_dir: Path) -> None:

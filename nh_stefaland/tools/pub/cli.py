@@ -55,6 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--jobs', type=int, default=None,
                         help="Runs at a time, each in a worker process with 1/N of the cores as PyTorch threads "
                              "(default 1: one after the other in this process).")
+    parser.add_argument('--figures-for', action='append', default=[], metavar='LABEL',
+                        help="Draw the difference maps and hydrographs of the model pairs that include LABEL only "
+                             "(repeat for several; default: every pair). With many models, every pair is many "
+                             "figures; the tables still compare every pair.")
     parser.add_argument('--report-only', type=Path, metavar='DIR', help="Only rebuild the report of DIR's runs.")
 
 
@@ -69,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format='%(message)s', stream=sys.stdout)
     if args.report_only is not None:
-        LOGGER.info(f"Report written to {pub_report.write_report(args.report_only)}")
+        LOGGER.info(f"Report written to {pub_report.write_report(args.report_only, args.figures_for or None)}")
         return 0
     nh_stefaland.register()
     settings, models = pub_plan.settings_from(args)
@@ -95,5 +99,5 @@ def run(args: argparse.Namespace) -> int:
         LOGGER.error(f"Model '{status['label']}' {status['name']} failed ({status['error']}); "
                      f"log: {os.path.normpath(directory / status['log'])}")
     LOGGER.info(f"{len(finished)} run(s) reused, {total - len(failed)} run now, {len(failed)} failed. "
-                f"Report: {pub_report.write_report(output_dir)}")
+                f"Report: {pub_report.write_report(output_dir, args.figures_for or None)}")
     return 1 if failed else 0

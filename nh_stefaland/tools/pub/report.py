@@ -106,9 +106,12 @@ def run_times(runs: Runs) -> pd.DataFrame:
     return table.fillna({'fold runs': 0}).astype({'fold runs': int}).rename_axis('model')
 
 
-def write_report(output_dir: Path) -> Path:
+def write_report(output_dir: Path, figures_for: list[str] | None = None) -> Path:
     """Write ``report/`` in ``output_dir``: per_basin.csv, summary.csv, paired.csv, seeds.csv, nse_cdf.png, the maps,
     the hydrographs and report.md; one pub process at a time.
+
+    ``figures_for`` (``--figures-for``) limits the difference maps and hydrographs to the model pairs that include
+    one of these labels (None: every pair).
 
     Raises
     ------
@@ -118,10 +121,10 @@ def write_report(output_dir: Path) -> Path:
     if not (output_dir / SETTINGS_FILE).is_file() or not (output_dir / FOLDS_FILE).is_file():
         raise FileNotFoundError(f"{output_dir} is not an output directory of nh-stefaland pub (no pub.json/folds.csv).")
     with pub_files.locked(output_dir / pub_files.LOCK_FILE):
-        return _write_report(output_dir)
+        return _write_report(output_dir, figures_for)
 
 
-def _write_report(output_dir: Path) -> Path:
+def _write_report(output_dir: Path, figures_for: list[str] | None) -> Path:
     settings = json.loads((output_dir / SETTINGS_FILE).read_text())
     folds = pd.read_csv(output_dir / FOLDS_FILE, dtype={'basin': str})
     runs = run_statuses(output_dir)
@@ -139,7 +142,7 @@ def _write_report(output_dir: Path) -> Path:
     figures, figure_files = [], []
     if not per_basin.empty:
         means = stats.seed_means(per_basin)
-        pairs = stats.figure_pairs(list(means['model'].unique()))
+        pairs = stats.figure_pairs(list(means['model'].unique()), figures_for)
         for lines, files in (maps.write_maps(settings, means, pairs, report_dir),
                              hydrographs.write_hydrographs(finished, means, pairs, report_dir)):
             figures, figure_files = figures + lines, figure_files + files

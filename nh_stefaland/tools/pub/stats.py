@@ -86,10 +86,20 @@ def compare_pairs(per_basin: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
                                        'median_difference', 'ci_low', 'ci_high', 'share_a_better'])
 
 
-def figure_pairs(models: list[str]) -> list[tuple[str, str]]:
-    """The model pairs the report draws: every pair in order, but not a model with its own seed ensemble."""
+def figure_pairs(models: list[str], only_with: list[str] | None = None) -> list[tuple[str, str]]:
+    """The model pairs the report draws: every pair in order, but not a model with its own seed ensemble; with
+    ``only_with``, only the pairs that include one of those models.
+
+    Raises
+    ------
+    ValueError
+        If ``only_with`` names a model the runs do not have.
+    """
+    unknown = sorted(set(only_with or ()) - set(models))
+    if unknown:
+        raise ValueError(f"--figures-for {unknown}: the report's models are {models}.")
     return [(a, b) for a, b in itertools.combinations(models, 2)
-            if f'{a}_{ENSEMBLE}' != b and f'{b}_{ENSEMBLE}' != a]
+            if f'{a}_{ENSEMBLE}' != b and f'{b}_{ENSEMBLE}' != a and (only_with is None or {a, b} & set(only_with))]
 
 
 def nse_differences(means: pd.DataFrame, model_a: str, model_b: str) -> pd.DataFrame:
