@@ -97,7 +97,9 @@ def main() -> int:
     if args.reuse_pretraining_from is not None:
         reuse_pretraining(args.reuse_pretraining_from, output_dir)
     folds = [arg for fold in args.fold or [] for arg in ('--fold', str(fold))]
-    figures = [arg for arm in args.figures_for or ['scratch'] for arg in ('--figures-for', arm)]
+    has_scratch = 'scratch' in arms or (output_dir / 'runs' / 'scratch').is_dir()
+    figures = [arg for arm in args.figures_for or (['scratch'] if has_scratch else [])
+               for arg in ('--figures-for', arm)]
     data = ['--data-dir', str(args.data_dir)] if args.data_dir else []
     return cli.main(['pub', *models, '--basin-file', str((args.data_dir or DEFAULT_DATA) / 'basins.txt'), *data,
                      '--output-dir', str(output_dir), '--folds', '5', '--seed', '0', '--jobs', str(args.jobs),

@@ -115,6 +115,11 @@ def write_report(output_dir: Path, figures_for: list[str] | None = None) -> Path
 
     Raises
     ------
+    ValueError
+        If ``figures_for`` names a label that is not a model of ``output_dir``.
+
+    Raises
+    ------
     FileNotFoundError
         If ``output_dir`` holds no ``pub.json`` and ``folds.csv`` of a pub run.
     """
@@ -126,6 +131,9 @@ def write_report(output_dir: Path, figures_for: list[str] | None = None) -> Path
 
 def _write_report(output_dir: Path, figures_for: list[str] | None) -> Path:
     settings = json.loads((output_dir / SETTINGS_FILE).read_text())
+    unknown = sorted(set(figures_for or ()) - set(settings['models']))
+    if unknown:
+        raise ValueError(f"--figures-for {unknown}: the models of {output_dir} are {list(settings['models'])}.")
     folds = pd.read_csv(output_dir / FOLDS_FILE, dtype={'basin': str})
     runs = run_statuses(output_dir)
     per_basin, failed, epochs, finished = collect(folds, runs, order=list(settings['models']),
