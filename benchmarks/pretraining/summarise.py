@@ -169,29 +169,26 @@ def plot_pretraining_updates(table: pd.DataFrame, path: Path) -> None:
                 axis.axhline(value.iloc[0], color=colour, linestyle=style, linewidth=1,
                              label=f'{"StefaLand from scratch" if reference == "scratch" else "NH LSTM"}, '
                                    f'fraction {fraction:g}')
-    axis.set_xscale('log')
-    axis.set_xlabel('pretraining updates (batches of 64 windows of 365 days)')
-    axis.set_ylabel('median NSE, held-out basins')
-    axis.set_title('Pretraining length (800 finetuning updates, PUB folds of 382 CAMELS-US basins)', fontsize=9)
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=7)
-    figure.text(0.01, 0.01, 'Data: Caravan / ERA5-Land, CAMELS-US attributes, USGS streamflow', fontsize=6)
-    figure.tight_layout()
-    figure.savefig(path, dpi=130)
-    plt.close(figure)
+    _finish(figure, axis, path, 'pretraining updates (batches of 64 windows of 365 days)',
+            'Pretraining length (800 finetuning updates, PUB folds of 382 CAMELS-US basins)')
 
 
 def plot_train_fraction(table: pd.DataFrame, path: Path) -> None:
-    """Median held-out NSE against the share of training basins with streamflow, one line per arm."""
+    """Median held-out NSE against the share of training basins with streamflow, one line (or point) per arm."""
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    fractions = table.groupby('arm')['train_fraction'].nunique()
-    for arm in [arm for arm in ARMS if fractions.get(arm, 0) > 1]:
+    for arm in [arm for arm in ARMS if arm in set(table['arm'])]:
         rows = table[table['arm'] == arm].sort_values('train_fraction')
         axis.plot(rows['train_fraction'], rows['median_nse'], 'o-', label=arm)
+    _finish(figure, axis, path, "share of each fold's training basins with streamflow",
+            'Few gauges (PUB folds of 382 CAMELS-US basins)')
+
+
+def _finish(figure: plt.Figure, axis: plt.Axes, path: Path, xlabel: str, title: str) -> None:
+    """Log x axis, labels, legend and data credit; save to ``path``."""
     axis.set_xscale('log')
-    axis.set_xlabel('share of each fold\'s training basins with streamflow')
+    axis.set_xlabel(xlabel)
     axis.set_ylabel('median NSE, held-out basins')
-    axis.set_title('Few gauges (PUB folds of 382 CAMELS-US basins)', fontsize=9)
+    axis.set_title(title, fontsize=9)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)
     figure.text(0.01, 0.01, 'Data: Caravan / ERA5-Land, CAMELS-US attributes, USGS streamflow', fontsize=6)
