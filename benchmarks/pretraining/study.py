@@ -75,6 +75,11 @@ def main() -> int:
     parser.add_argument('--jobs', type=int, default=2)
     parser.add_argument('--figures-for', action='append', metavar='ARM',
                         help="Maps and hydrographs of the pairs with these arms (default: scratch, when run).")
+    parser.add_argument('--cache-stride', type=int, metavar='DAYS',
+                        help="stefaland_cache_stride of the arms that finetune on cached states (default 7, the "
+                             "configs'). A run caches every training basin's windows at this stride but draws only "
+                             "updates × 64 of them: with all 306 training basins of a fold, stride 7 caches 130,000 "
+                             "windows (6 GB, longer to compute than the 800 updates), stride 28 about 33,000.")
     parser.add_argument('--reuse-pretraining-from', type=Path, metavar='DIR',
                         help="Another output folder of this script (another train fraction): its finished pretraining "
                              "runs are copied here instead of pretraining again (pub checks that config, basins and "
@@ -89,6 +94,8 @@ def main() -> int:
     models = []
     for arm in arms:
         config, recipe, changes, budget = ARMS[arm]
+        if args.cache_stride is not None and changes.get('stefaland_cache_states'):
+            changes = {**changes, 'stefaland_cache_stride': args.cache_stride}
         models += ['--model', f'{arm}={write_config(BENCHMARK / config, {**changes, **BUDGETS[budget]}, output_dir / "configs" / f"{arm}.yml")}']
         if recipe is not None:
             pretraining = write_config(BENCHMARK / 'stefaland_pretrain.yml', PRETRAINING[recipe],
