@@ -56,6 +56,14 @@ ARMS = {
     'mask_uniform': ('stefaland_finetune.yml', 'mask_uniform', {'stefaland_cache_states': True}, 800),
     'visible': ('stefaland_finetune.yml', 'visible_0.1', {'stefaland_cache_states': True}, 800),
     'mlp_decoder': ('stefaland_finetune.yml', 'mlp_decoder', {'stefaland_cache_states': True}, 800),
+    # diagnostics: without the adapter's residual branch the decoder reads nothing but the frozen encoder's states
+    'base_no_adapter': ('stefaland_finetune.yml', 'base',
+                        {'stefaland_cache_states': True, 'stefaland_adapter': 'none'}, 800),
+    'random_no_adapter': ('stefaland_finetune.yml', 'random',
+                          {'stefaland_cache_states': True, 'stefaland_adapter': 'none'}, 800),
+    'shipped_no_adapter': ('stefaland_finetune.yml', None,
+                           {'stefaland_cache_states': True, 'stefaland_adapter': 'none',
+                            'base_run_dir': 'stefaland:caravan_camels_d64', 'verbose': 0}, 800),
     # the shipped encoder: 7,600 updates of the base recipe (learning rate halved after 8,000, never reached)
     'shipped': ('stefaland_finetune.yml', None,
                 {'stefaland_cache_states': True, 'base_run_dir': 'stefaland:caravan_camels_d64', 'verbose': 0}, 800),
