@@ -30,6 +30,9 @@ from study import ARMS, PRETRAINING  # noqa: E402
 
 SHIPPED_UPDATES = 7600  # nh_stefaland/pretrained/caravan_camels_d64/MODEL_CARD.md
 REFERENCES = ('scratch', 'lstm', 'base')
+# lines of the pretraining-length plot: arms that differ only in how long their frozen encoder was pretrained
+CURVES = {'resconn adapter': ('random_encoder', 'base', 'long_3k', 'shipped'),
+          'no adapter (encoder states only)': ('random_no_adapter', 'base_no_adapter', 'shipped_no_adapter')}
 DATA = ("Data: Caravan (Kratzert et al. 2023), ERA5-Land forcing (Muñoz Sabater et al. 2021), CAMELS-US attributes "
         "and USGS streamflow (Newman et al. 2015; Addor et al. 2017).")
 
@@ -129,8 +132,12 @@ def markdown(table: pd.DataFrame) -> str:
             cells += [_number(row.minutes_per_run), _number(row.pretraining_minutes)]
             lines.append('| ' + ' | '.join(cells) + ' |')
         lines.append('')
-    lines += ['Differences: median over held-out basins of the per-basin NSE difference (arm − reference), 95 % '
-              'interval resampling folds and seeds, share of basins where the arm is better. ' + DATA, '']
+    lines.append('Differences: median over held-out basins of the per-basin NSE difference (arm − reference), 95 % '
+                 'interval resampling folds and seeds, share of basins where the arm is better.')
+    if (table['folds'] < 5).any():
+        lines[-1] += (' With fewer than 5 folds the interval resamples only those folds: it shows how much the folds '
+                      'differ, not a 95 % interval, and leaves out the run-to-run noise of one seed.')
+    lines += [DATA, '']
     return '\n'.join(lines)
 
 
@@ -154,17 +161,19 @@ def _cell(row, reference: str) -> str:
 def plot_pretraining_updates(table: pd.DataFrame, path: Path) -> None:
     """Median held-out NSE against pretraining updates, per train fraction, with the references as lines."""
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    resconn = table[table['arm'].isin(['base', 'long_3k', 'shipped', 'random_encoder'])]
-    for index, (fraction, rows) in enumerate(resconn.groupby('train_fraction')):
+    for index, (fraction, at_fraction) in enumerate(table.groupby('train_fraction')):
         colour = f'C{index}'
-        rows = rows.sort_values('pretraining_updates')
-        axis.plot(rows['pretraining_updates'], rows['median_nse'], 'o-', color=colour,
-                  label=f'pretrained + finetuned, train fraction {fraction:g}')
-        for row in rows.itertuples():
-            axis.annotate(row.arm, (row.pretraining_updates, row.median_nse), textcoords='offset points',
-                          xytext=(4, 4), fontsize=7, color=colour)
+        for (curve, arms), style in zip(CURVES.items(), ('o-', 's-.')):
+            rows = at_fraction[at_fraction['arm'].isin(arms)].sort_values('pretraining_updates')
+            if rows.empty:
+                continue
+            axis.plot(rows['pretraining_updates'], rows['median_nse'], style, color=colour,
+                      label=f'{curve}, train fraction {fraction:g}')
+            for row in rows.itertuples():
+                axis.annotate(row.arm, (row.pretraining_updates, row.median_nse), textcoords='offset points',
+                              xytext=(4, 4), fontsize=7, color=colour)
         for reference, style in (('scratch', '--'), ('lstm', ':')):
-            value = table.loc[(table['train_fraction'] == fraction) & (table['arm'] == reference), 'median_nse']
+            value = at_fraction.loc[at_fraction['arm'] == reference, 'median_nse']
             if len(value):
                 axis.axhline(value.iloc[0], color=colour, linestyle=style, linewidth=1,
                              label=f'{"StefaLand from scratch" if reference == "scratch" else "NH LSTM"}, '
