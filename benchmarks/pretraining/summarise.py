@@ -183,9 +183,12 @@ def plot_pretraining_updates(table: pd.DataFrame, path: Path) -> None:
 
 
 def plot_train_fraction(table: pd.DataFrame, path: Path) -> None:
-    """Median held-out NSE against the share of training basins with streamflow, one line (or point) per arm."""
+    """Median held-out NSE against the share of training basins with streamflow, one line per arm run at several
+    shares (one point per arm when none was)."""
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    for arm in [arm for arm in ARMS if arm in set(table['arm'])]:
+    fractions = table.groupby('arm')['train_fraction'].nunique()
+    crossed = [arm for arm in ARMS if fractions.get(arm, 0) > 1]  # the arms run at several fractions, else all
+    for arm in crossed or [arm for arm in ARMS if arm in fractions]:
         rows = table[table['arm'] == arm].sort_values('train_fraction')
         axis.plot(rows['train_fraction'], rows['median_nse'], 'o-', label=arm)
     _finish(figure, axis, path, "share of each fold's training basins with streamflow",
