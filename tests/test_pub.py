@@ -205,6 +205,16 @@ def test_models_with_the_same_pretraining_config_share_its_runs(tmp_path, exclud
         assert bases['a', name] is bases['b', name] and bases['a', name] is not bases['c', name]
     assert len({bases['a', name].directory for name in {task.name for task in final}}) == per_seed_and_recipe
 
+    # a later call with model 'b' alone finds the pretraining that 'a' finished
+    for task in pretraining:
+        task.directory.mkdir(parents=True, exist_ok=True)
+        (task.directory / 'status.json').write_text(json.dumps(
+            {'state': 'done', 'label': task.label, 'name': task.name, 'fingerprint': task.fingerprint}))
+    only_b = {'b': models['b']}
+    later, final = pub_plan.plan(settings, only_b, folds, args.output_dir)
+    assert {task.directory for task in later} == {task.directory for task in pretraining if task.label == 'a'}
+    assert all(task.base.label == 'a' and pub_runs.is_finished(task.base) for task in final)
+
 
 def test_random_folds_are_reproducible_balanced_and_seeded():
     basins = [f'b{i}' for i in range(23)]

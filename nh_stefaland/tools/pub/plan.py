@@ -1,5 +1,6 @@
 """The plan of a ``nh-stefaland pub`` run: checked settings, saved folds and the tasks per model and fold."""
 import argparse
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -14,7 +15,7 @@ from neuralhydrology.utils.config import Config
 
 from nh_stefaland import pretrained
 from nh_stefaland.tools.pub import epochs, files as pub_files, folds as pub_folds, leakage as pub_leakage
-from nh_stefaland.tools.pub.report import FOLDS_FILE, SETTINGS_FILE
+from nh_stefaland.tools.pub.report import FOLDS_FILE, SETTINGS_FILE, STATUS_FILE, read_status
 from nh_stefaland.tools.pub.runs import Task
 
 LOGGER = logging.getLogger(__name__)
@@ -257,11 +258,19 @@ def plan(settings: dict, models: dict, folds: pd.DataFrame, output_dir: Path,
 
 
 def _pretraining(task: Task, planned: list[Task]) -> Task:
-    """The planned pretraining stage with ``task``'s fingerprint, if another model has one, else ``task``, added to
-    ``planned``: models whose pretraining configs are the same text share one pretraining run."""
+    """The pretraining stage of ``task``'s fingerprint that another model already has, else ``task``; added to
+    ``planned``. Models whose pretraining configs are the same text share one pretraining run: one planned in this
+    call, or one that an earlier call into the same output directory finished for another model."""
     for earlier in planned:
         if earlier.fingerprint == task.fingerprint:
             return earlier
+    if read_status(task.directory) is None:  # never started here: a finished twin under another label will do
+        for status_file in sorted(task.directory.parent.parent.glob(f'*/{task.name}/{STATUS_FILE}')):
+            status = json.loads(status_file.read_text())
+            if status.get('state') == 'done' and status.get('fingerprint') == task.fingerprint:
+                task = dataclasses.replace(task, label=status.get('label', task.label),
+                                           directory=status_file.parent)
+                break
     planned.append(task)
     return task
 
