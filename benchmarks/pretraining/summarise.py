@@ -28,6 +28,8 @@ import pandas as pd  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from study import ARMS, PRETRAINING  # noqa: E402
 
+from nh_stefaland.tools.pub.report import run_statuses, run_times  # noqa: E402
+
 SHIPPED_UPDATES = 7600  # nh_stefaland/pretrained/caravan_camels_d64/MODEL_CARD.md
 REFERENCES = ('scratch', 'lstm', 'base')
 # lines of the pretraining-length plot: arms that differ only in how long their frozen encoder was pretrained
@@ -48,20 +50,6 @@ def pretraining_updates(arm: str) -> int | None:
     return changes['epochs'] * changes['max_updates_per_epoch']
 
 
-def minutes(folder: Path) -> tuple[dict[str, float], dict[str, float]]:
-    """Median minutes per finetuning (or training) run of each arm, and minutes of each pretraining run folder."""
-    per_fold, pretraining = {}, {}
-    for status_file in folder.glob('runs/*/*/status.json'):
-        status = json.loads(status_file.read_text())
-        if status.get('state') != 'done' or 'seconds' not in status:
-            continue
-        if 'pretrain' in status['name']:
-            pretraining[str(status_file.parent.relative_to(folder))] = status['seconds'] / 60
-        else:
-            per_fold.setdefault(status['label'], []).append(status['seconds'] / 60)
-    return {arm: float(np.median(values)) for arm, values in per_fold.items()}, pretraining
-
-
 def arm_table(folder: Path) -> pd.DataFrame:
     """One row per arm finished in one ``fraction_<F>`` folder."""
     report = folder / 'report'
@@ -69,7 +57,7 @@ def arm_table(folder: Path) -> pd.DataFrame:
     paired = pd.read_csv(report / 'paired.csv')
     paired = paired[paired['metric'] == 'NSE']
     per_basin = pd.read_csv(report / 'per_basin.csv', dtype={'basin': str, 'seed': str})
-    fold_minutes, pretraining_minutes = minutes(folder)
+    times = run_times(run_statuses(folder))  # minutes per model: fold runs, its pretraining stages
     settings = json.loads((folder / 'pub.json').read_text())
     rows = []
     for arm in summary.loc[summary['metric'] == 'NSE', 'model']:
@@ -81,23 +69,24 @@ def arm_table(folder: Path) -> pd.DataFrame:
                'folds': runs['fold'].nunique(), 'seeds': runs['seed'].nunique(), 'basins': runs['basin'].nunique(),
                'median_nse': float(summary.loc[(summary['model'] == arm) & (summary['metric'] == 'NSE'),
                                                'median'].iloc[0]),
-               'minutes_per_run': fold_minutes.get(arm, np.nan),
-               'pretraining_minutes': _pretraining_minutes(folder, arm, settings, pretraining_minutes)}
+               'minutes_per_run': times['median min per fold'].get(arm, np.nan),
+               'pretraining_minutes': _pretraining_minutes(arm, settings, times)}
         for reference in REFERENCES:
             row.update(_difference(paired, arm, reference))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _pretraining_minutes(folder: Path, arm: str, settings: dict, pretraining_minutes: dict[str, float]) -> float:
-    """Minutes of the pretraining run(s) the arm finetunes, wherever pub keeps them (shared between arms)."""
+def _pretraining_minutes(arm: str, settings: dict, times: pd.DataFrame) -> float:
+    """Minutes of the pretraining stages of the arm's recipe, averaged over the models that ran one (pub keeps a
+    shared pretraining under one model's label)."""
     pretrain_config = settings['models'].get(arm, {}).get('pretrain')
     if pretrain_config is None:
         return np.nan
     same = [label for label, model in settings['models'].items()
             if model.get('pretrain') and Path(model['pretrain']).read_text() == Path(pretrain_config).read_text()]
-    values = [value for path, value in pretraining_minutes.items() if path.split('/')[1] in same]
-    return float(np.mean(values)) if values else np.nan
+    values = times['pretraining min'].reindex(same).dropna()
+    return float(values.mean()) if len(values) else np.nan
 
 
 def _difference(paired: pd.DataFrame, arm: str, reference: str) -> dict:

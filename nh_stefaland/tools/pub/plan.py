@@ -266,10 +266,9 @@ def _pretraining(task: Task, planned: list[Task]) -> Task:
             return earlier
     if read_status(task.directory) is None:  # never started here: a finished twin under another label will do
         for status_file in sorted(task.directory.parent.parent.glob(f'*/{task.name}/{STATUS_FILE}')):
-            status = json.loads(status_file.read_text())
-            if status.get('state') == 'done' and status.get('fingerprint') == task.fingerprint:
-                task = dataclasses.replace(task, label=status.get('label', task.label),
-                                           directory=status_file.parent)
+            status = read_status(status_file.parent)
+            if status['state'] == 'done' and status['fingerprint'] == task.fingerprint:
+                task = dataclasses.replace(task, label=status['label'], directory=status_file.parent)
                 break
     planned.append(task)
     return task

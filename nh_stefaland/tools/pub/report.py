@@ -117,9 +117,6 @@ def write_report(output_dir: Path, figures_for: list[str] | None = None) -> Path
     ------
     ValueError
         If ``figures_for`` names a label that is not a model of ``output_dir``.
-
-    Raises
-    ------
     FileNotFoundError
         If ``output_dir`` holds no ``pub.json`` and ``folds.csv`` of a pub run.
     """
