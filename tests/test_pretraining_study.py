@@ -74,3 +74,15 @@ def test_the_summary_turns_a_comparison_round_and_writes_tables_and_plots(tmp_pa
     summarise.plot_pretraining_updates(table, tmp_path / 'updates.png')
     summarise.plot_train_fraction(table, tmp_path / 'fraction.png')
     assert (tmp_path / 'updates.png').read_bytes()[:4] == b'\x89PNG'
+
+
+def test_confirmation_folders_are_their_own_stage_with_a_per_fold_plot(tmp_path):
+    screening = summarise.arm_table(_pub_output(tmp_path / 'fraction_0.1'))
+    confirmation = summarise.arm_table(_pub_output(tmp_path / 'confirm_0.1'))
+    assert set(screening['stage']) == {'screening'} and set(confirmation['stage']) == {'confirmation'}
+    text = summarise.markdown(pd.concat([confirmation, screening], ignore_index=True))
+    assert text.index('### Confirmation, train fraction 0.1') < text.index('### Screening, train fraction 0.1')
+    summarise.plot_confirmation_folds([tmp_path / 'confirm_0.1'], tmp_path / 'folds.png')
+    assert (tmp_path / 'folds.png').read_bytes()[:4] == b'\x89PNG'
+    with pytest.raises(ValueError, match='fraction_<F> or confirm_<F>'):
+        summarise.stage(tmp_path / 'study_0.1')

@@ -10,8 +10,9 @@ stages), and every run is resumable: calling the script again skips what is fini
     python benchmarks/pretraining/study.py --train-fraction 0.1 --fold 1 --fold 2 --jobs 2 \\
         --arms lstm,scratch,base,shipped,lr_warmup,long_3k
 
-Screening (README.md here) runs the arms on folds 1 and 2 with one seed; the confirmation runs the best recipe and the
-baselines on all 5 folds with ``--seeds 3``. The report of each output folder is pub's (``OUTPUT/report/``).
+Screening (README.md here) runs the arms on folds 1 and 2 with one seed into ``runs/pretraining/fraction_<F>``; the
+confirmation (``--confirm``) runs the baselines and the recipes that matter on all 5 folds and several seeds into
+``runs/pretraining/confirm_<F>``. The report of each output folder is pub's (``OUTPUT/report/``).
 """
 import argparse
 import json
@@ -76,8 +77,11 @@ def main() -> int:
     parser.add_argument('--data-dir', type=Path,
                         help="The caravan_camels folder (382 basins), if not the configs' ../shared/data/caravan_camels.")
     parser.add_argument('--train-fraction', type=float, default=1.0)
+    parser.add_argument('--confirm', action='store_true',
+                        help="The confirmation stage: default output folder runs/pretraining/confirm_<F>.")
     parser.add_argument('--output-dir', type=Path,
-                        help="Default: runs/pretraining/fraction_<F> (one pub folder per train fraction).")
+                        help="Default: runs/pretraining/fraction_<F> (the screening, one pub folder per train "
+                             "fraction), or confirm_<F> with --confirm.")
     parser.add_argument('--fold', type=int, action='append', help="Folds to run (default: all 5).")
     parser.add_argument('--seeds', type=int, default=1)
     parser.add_argument('--jobs', type=int, default=2)
@@ -98,7 +102,8 @@ def main() -> int:
     unknown = sorted(set(arms) - set(ARMS))
     if unknown:
         parser.error(f"--arms: no arm {unknown}; choose from {sorted(ARMS)}.")
-    output_dir = args.output_dir or Path('runs/pretraining') / f'fraction_{args.train_fraction:g}'
+    stage = 'confirm' if args.confirm else 'fraction'
+    output_dir = args.output_dir or Path('runs/pretraining') / f'{stage}_{args.train_fraction:g}'
     models = []
     for arm in arms:
         config, recipe, changes, budget = ARMS[arm]

@@ -2,16 +2,21 @@
 
     python benchmarks/pretraining/summarise.py --runs runs/pretraining --output benchmarks/pretraining/results
 
-reads ``RUNS/fraction_<F>/report/`` (summary.csv, paired.csv, written by ``nh-stefaland pub``) and the runs'
-``status.json`` (wall time), and writes to OUTPUT:
+reads the screening folders ``RUNS/fraction_<F>/`` and the confirmation folders ``RUNS/confirm_<F>/`` (their
+``report/`` summary.csv, paired.csv and per_basin.csv, written by ``nh-stefaland pub``, and the runs' ``status.json``
+for wall time), and writes to OUTPUT:
 
-- ``arms.csv``: per train fraction and arm, the held-out median NSE, the paired median NSE difference to StefaLand
+- ``arms.csv``: per stage (screening, confirmation), train fraction and arm, the held-out median NSE, the paired median NSE difference to StefaLand
   from scratch, to NH's LSTM and to the base recipe (95 % interval over folds and seeds, share of basins better), the
   folds and seeds behind it, the finetuning minutes per fold run and the minutes of the arm's pretraining;
-- ``arms.md``: the same as markdown tables, one per train fraction;
+- ``arms.md``: the same as markdown tables, one per stage and train fraction;
 - ``pretraining_updates.png``: median held-out NSE against pretraining updates (one line per train fraction and
   finetuning budget), StefaLand from scratch and the LSTM as horizontal references;
-- ``train_fraction.png``: median held-out NSE against the share of training basins, one line per model.
+- ``train_fraction.png``: median held-out NSE against the share of training basins, one line per model;
+- ``confirmation_folds.png`` (with a confirmation folder): per fold, each arm's median held-out NSE, the mean over
+  seeds with the range of the seeds.
+
+The two curves are drawn from the screening, where every arm ran on the same folds.
 """
 import argparse
 import json
@@ -32,6 +37,7 @@ from nh_stefaland.tools.pub.report import run_statuses, run_times  # noqa: E402
 
 SHIPPED_UPDATES = 7600  # nh_stefaland/pretrained/caravan_camels_d64/MODEL_CARD.md
 REFERENCES = ('scratch', 'lstm', 'base')
+STAGES = {'fraction': 'screening', 'confirm': 'confirmation'}  # output folder prefix → stage
 # lines of the pretraining-length plot: arms that differ only in how long their frozen encoder was pretrained
 CURVES = {'resconn adapter': ('random_encoder', 'base', 'long_3k', 'shipped'),
           'no adapter (encoder states only)': ('random_no_adapter', 'base_no_adapter', 'shipped_no_adapter')}
@@ -64,7 +70,7 @@ def arm_table(folder: Path) -> pd.DataFrame:
         if arm not in ARMS:
             continue  # seed ensembles
         runs = per_basin[per_basin['model'] == arm]
-        row = {'train_fraction': settings.get('train_fraction', 1.0), 'arm': arm,
+        row = {'stage': stage(folder), 'train_fraction': settings.get('train_fraction', 1.0), 'arm': arm,
                'finetune_updates': ARMS[arm][3], 'pretraining_updates': pretraining_updates(arm),
                'folds': runs['fold'].nunique(), 'seeds': runs['seed'].nunique(), 'basins': runs['basin'].nunique(),
                'median_nse': float(summary.loc[(summary['model'] == arm) & (summary['metric'] == 'NSE'),
@@ -75,6 +81,14 @@ def arm_table(folder: Path) -> pd.DataFrame:
             row.update(_difference(paired, arm, reference))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def stage(folder: Path) -> str:
+    """'screening' for a ``fraction_<F>`` folder, 'confirmation' for a ``confirm_<F>`` one."""
+    prefix = folder.name.partition('_')[0]
+    if prefix not in STAGES:
+        raise ValueError(f"{folder}: expected a folder named fraction_<F> or confirm_<F>.")
+    return STAGES[prefix]
 
 
 def _pretraining_minutes(arm: str, settings: dict, times: pd.DataFrame) -> float:
@@ -108,10 +122,10 @@ def _difference(paired: pd.DataFrame, arm: str, reference: str) -> dict:
 
 
 def markdown(table: pd.DataFrame) -> str:
-    """One markdown table per train fraction."""
+    """One markdown table per stage and train fraction."""
     lines = []
-    for fraction, rows in table.groupby('train_fraction'):
-        lines += [f'### Train fraction {fraction:g}', '',
+    for (stage_name, fraction), rows in table.groupby(['stage', 'train_fraction'], sort=False):
+        lines += [f'### {stage_name.capitalize()}, train fraction {fraction:g}', '',
                   '| arm | pretraining updates | finetune updates | folds × seeds | median NSE | vs scratch | '
                   'vs LSTM | vs base | min per run | pretraining min |', '|---|---|---|---|---|---|---|---|---|---|']
         for row in rows.itertuples():
@@ -184,14 +198,46 @@ def plot_train_fraction(table: pd.DataFrame, path: Path) -> None:
             'Few gauges (PUB folds of 382 CAMELS-US basins)')
 
 
+def plot_confirmation_folds(folders: list[Path], path: Path) -> None:
+    """Per confirmation folder (train fraction) one panel: each arm's median held-out NSE per fold, a marker at the
+    mean over seeds and a bar over the range of the seeds."""
+    figure, axes = plt.subplots(1, len(folders), figsize=(7 * len(folders), 4.5), squeeze=False)
+    for axis, folder in zip(axes[0], folders):
+        per_basin = pd.read_csv(folder / 'report' / 'per_basin.csv', dtype={'basin': str, 'seed': str})
+        per_basin = per_basin[per_basin['model'].isin(ARMS)]
+        medians = per_basin.groupby(['model', 'fold', 'seed'])['NSE'].median().groupby(['model', 'fold'])
+        spread = pd.DataFrame({'mean': medians.mean(), 'low': medians.min(), 'high': medians.max()}).reset_index()
+        arms = [arm for arm in ARMS if arm in set(spread['model'])]
+        for index, arm in enumerate(arms):
+            rows = spread[spread['model'] == arm]
+            x = rows['fold'] + (index - (len(arms) - 1) / 2) * 0.12
+            axis.errorbar(x, rows['mean'], yerr=[rows['mean'] - rows['low'], rows['high'] - rows['mean']], fmt='o',
+                          capsize=3, label=arm, color=f'C{index}')
+        fraction = json.loads((folder / 'pub.json').read_text()).get('train_fraction', 1.0)
+        axis.set_xticks(sorted(spread['fold'].unique()))
+        _label(axis, 'PUB fold (about 76 held-out basins each)',
+               f'Confirmation, train fraction {fraction:g}: mean and range over {per_basin["seed"].nunique()} seed(s)')
+    _save(figure, path)
+
+
 def _finish(figure: plt.Figure, axis: plt.Axes, path: Path, xlabel: str, title: str) -> None:
     """Log x axis, labels, legend and data credit; save to ``path``."""
     axis.set_xscale('log')
+    _label(axis, xlabel, title)
+    _save(figure, path)
+
+
+def _label(axis: plt.Axes, xlabel: str, title: str) -> None:
+    """Axis labels (y: median held-out NSE), title, grid and legend."""
     axis.set_xlabel(xlabel)
     axis.set_ylabel('median NSE, held-out basins')
     axis.set_title(title, fontsize=9)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)
+
+
+def _save(figure: plt.Figure, path: Path) -> None:
+    """The data credit, then the figure to ``path``."""
     figure.text(0.01, 0.01, 'Data: Caravan / ERA5-Land, CAMELS-US attributes, USGS streamflow', fontsize=6)
     figure.tight_layout()
     figure.savefig(path, dpi=130)
@@ -203,16 +249,26 @@ def main() -> int:
     parser.add_argument('--runs', type=Path, default=Path('runs/pretraining'))
     parser.add_argument('--output', type=Path, default=Path(__file__).resolve().parent / 'results')
     args = parser.parse_args()
-    folders = sorted(path for path in args.runs.glob('fraction_*') if (path / 'report' / 'summary.csv').is_file())
+    folders = sorted(path for prefix in STAGES for path in args.runs.glob(f'{prefix}_*')
+                     if (path / 'report' / 'summary.csv').is_file())
     if not folders:
-        parser.error(f"{args.runs} holds no fraction_<F>/report/summary.csv: run study.py first.")
+        parser.error(f"{args.runs} holds no fraction_<F>/ or confirm_<F>/ with report/summary.csv: run study.py "
+                     f"first.")
     table = pd.concat([arm_table(folder) for folder in folders], ignore_index=True)
     args.output.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.output / 'arms.csv', index=False)
     (args.output / 'arms.md').write_text(markdown(table))
-    plot_pretraining_updates(table, args.output / 'pretraining_updates.png')
-    plot_train_fraction(table, args.output / 'train_fraction.png')
-    print(f"Wrote {args.output}/arms.csv, arms.md, pretraining_updates.png, train_fraction.png")
+    written = ['arms.csv', 'arms.md']
+    screening = table[table['stage'] == 'screening']  # every arm on the same folds: one stage per curve
+    if len(screening):
+        plot_pretraining_updates(screening, args.output / 'pretraining_updates.png')
+        plot_train_fraction(screening, args.output / 'train_fraction.png')
+        written += ['pretraining_updates.png', 'train_fraction.png']
+    confirmations = [folder for folder in folders if stage(folder) == 'confirmation']
+    if confirmations:
+        plot_confirmation_folds(confirmations, args.output / 'confirmation_folds.png')
+        written.append('confirmation_folds.png')
+    print(f"Wrote {', '.join(written)} to {args.output}")
     return 0
 
 
