@@ -57,6 +57,9 @@ ARMS = {
     'mask_uniform': ('stefaland_finetune.yml', 'mask_uniform', {'stefaland_cache_states': True}, 800),
     'visible': ('stefaland_finetune.yml', 'visible_0.1', {'stefaland_cache_states': True}, 800),
     'mlp_decoder': ('stefaland_finetune.yml', 'mlp_decoder', {'stefaland_cache_states': True}, 800),
+    # pretraining as an initialisation: the whole model trains as from scratch, starting from the pretrained encoder
+    'base_unfrozen': ('stefaland_finetune.yml', 'base',
+                      {'finetune_modules': ['tokens', 'encoder', 'adapter', 'decoder', 'head']}, 800),
     # diagnostics: without the adapter's residual branch the decoder reads nothing but the frozen encoder's states
     'base_no_adapter': ('stefaland_finetune.yml', 'base',
                         {'stefaland_cache_states': True, 'stefaland_adapter': 'none'}, 800),
