@@ -86,3 +86,15 @@ def test_confirmation_folders_are_their_own_stage_with_a_per_fold_plot(tmp_path)
     assert (tmp_path / 'folds.png').read_bytes()[:4] == b'\x89PNG'
     with pytest.raises(ValueError, match='fraction_<F> or confirm_<F>'):
         summarise.stage(tmp_path / 'study_0.1')
+
+
+def test_a_summary_keeps_earlier_rows_it_has_no_runs_for(tmp_path):
+    earlier = summarise.arm_table(_pub_output(tmp_path / 'fraction_0.1'))
+    earlier.drop(columns='stage').to_csv(tmp_path / 'arms.csv', index=False)  # a summary without stages
+    now = summarise.arm_table(_pub_output(tmp_path / 'confirm_0.1'))
+    table = summarise.with_earlier_rows(now, tmp_path / 'arms.csv')
+    assert sorted(zip(table['stage'], table['arm'])) == [('confirmation', 'base'), ('confirmation', 'scratch'),
+                                                         ('screening', 'base'), ('screening', 'scratch')]
+    assert len(summarise.with_earlier_rows(now, tmp_path / 'confirmation.csv')) == 2  # none earlier
+    now.to_csv(tmp_path / 'again.csv', index=False)
+    assert len(summarise.with_earlier_rows(now, tmp_path / 'again.csv')) == 2  # the runs replace their own rows

@@ -4,7 +4,8 @@
 
 reads the screening folders ``RUNS/fraction_<F>/`` and the confirmation folders ``RUNS/confirm_<F>/`` (their
 ``report/`` summary.csv, paired.csv and per_basin.csv, written by ``nh-stefaland pub``, and the runs' ``status.json``
-for wall time), and writes to OUTPUT:
+for wall time), and writes to OUTPUT, keeping the rows of OUTPUT/arms.csv whose stage and train fraction have no
+folder under RUNS (the runs of an earlier session may be gone):
 
 - ``arms.csv``: per stage (screening, confirmation), train fraction and arm, the held-out median NSE, the paired median NSE difference to StefaLand
   from scratch, to NH's LSTM and to the base recipe (95 % interval over folds and seeds, share of basins better), the
@@ -81,6 +82,22 @@ def arm_table(folder: Path) -> pd.DataFrame:
             row.update(_difference(paired, arm, reference))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def with_earlier_rows(table: pd.DataFrame, earlier_file: Path) -> pd.DataFrame:
+    """``table`` and the rows of an earlier ``arms.csv`` whose stage and train fraction it has no folder for (a
+    study run over several sessions: the runs of earlier stages may be gone, their summary is not)."""
+    if not earlier_file.is_file():
+        return table
+    earlier = pd.read_csv(earlier_file)
+    if 'stage' not in earlier:
+        earlier.insert(0, 'stage', 'screening')  # summaries written before the confirmation stage existed
+    now = set(zip(table['stage'], table['train_fraction']))
+    kept = earlier[[key not in now for key in zip(earlier['stage'], earlier['train_fraction'])]]
+    for (stage_name, fraction), rows in kept.groupby(['stage', 'train_fraction']):
+        print(f"Kept {len(rows)} arms of the {stage_name} at train fraction {fraction:g} from {earlier_file} "
+              f"(no folder for them under --runs).")
+    return pd.concat([table, kept], ignore_index=True)
 
 
 def stage(folder: Path) -> str:
@@ -254,7 +271,8 @@ def main() -> int:
     if not folders:
         parser.error(f"{args.runs} holds no fraction_<F>/ or confirm_<F>/ with report/summary.csv: run study.py "
                      f"first.")
-    table = pd.concat([arm_table(folder) for folder in folders], ignore_index=True)
+    table = with_earlier_rows(pd.concat([arm_table(folder) for folder in folders], ignore_index=True),
+                              args.output / 'arms.csv')
     args.output.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.output / 'arms.csv', index=False)
     (args.output / 'arms.md').write_text(markdown(table))
