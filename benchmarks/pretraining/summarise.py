@@ -17,7 +17,8 @@ folder under RUNS (the runs of an earlier session may be gone):
 - ``confirmation_folds.png`` (with a confirmation folder): per fold, each arm's median held-out NSE, the mean over
   seeds with the range of the seeds.
 
-The two curves are drawn from the screening, where every arm ran on the same folds.
+The pretraining-length curve is drawn from the screening, where every arm ran on the same folds; the train-fraction
+curve from the confirmation once it ran at two fractions or more (else from the screening).
 """
 import argparse
 import json
@@ -277,11 +278,14 @@ def main() -> int:
     table.to_csv(args.output / 'arms.csv', index=False)
     (args.output / 'arms.md').write_text(markdown(table))
     written = ['arms.csv', 'arms.md']
-    screening = table[table['stage'] == 'screening']  # every arm on the same folds: one stage per curve
-    if len(screening):
+    screening, confirmation = (table[table['stage'] == stage_name] for stage_name in STAGES.values())
+    if len(screening):  # every arm on the same folds: one stage per curve
         plot_pretraining_updates(screening, args.output / 'pretraining_updates.png')
-        plot_train_fraction(screening, args.output / 'train_fraction.png')
-        written += ['pretraining_updates.png', 'train_fraction.png']
+        written.append('pretraining_updates.png')
+    crossed = confirmation if confirmation['train_fraction'].nunique() > 1 else screening
+    if len(crossed):
+        plot_train_fraction(crossed, args.output / 'train_fraction.png')
+        written.append('train_fraction.png')
     confirmations = [folder for folder in folders if stage(folder) == 'confirmation']
     if confirmations:
         plot_confirmation_folds(confirmations, args.output / 'confirmation_folds.png')
