@@ -42,6 +42,9 @@ PRETRAINING = {
     'mlp_decoder': {'stefaland_reconstruction_decoder': 'mlp'},
 }
 
+# stage of the study → prefix of its output folders, runs/pretraining/<prefix>_<F>
+FOLDERS = {'screening': 'fraction', 'confirmation': 'confirm'}
+
 # arm: (benchmark config, pretraining recipe or None, changes to the config, finetuning budget)
 ARMS = {
     'lstm': ('lstm.yml', None, {}, 800),
@@ -105,8 +108,8 @@ def main() -> int:
     unknown = sorted(set(arms) - set(ARMS))
     if unknown:
         parser.error(f"--arms: no arm {unknown}; choose from {sorted(ARMS)}.")
-    stage = 'confirm' if args.confirm else 'fraction'
-    output_dir = args.output_dir or Path('runs/pretraining') / f'{stage}_{args.train_fraction:g}'
+    prefix = FOLDERS['confirmation' if args.confirm else 'screening']
+    output_dir = args.output_dir or Path('runs/pretraining') / f'{prefix}_{args.train_fraction:g}'
     models = []
     for arm in arms:
         config, recipe, changes, budget = ARMS[arm]

@@ -7,9 +7,10 @@ reads the screening folders ``RUNS/fraction_<F>/`` and the confirmation folders 
 for wall time), and writes to OUTPUT, keeping the rows of OUTPUT/arms.csv whose stage and train fraction have no
 folder under RUNS (the runs of an earlier session may be gone):
 
-- ``arms.csv``: per stage (screening, confirmation), train fraction and arm, the held-out median NSE, the paired median NSE difference to StefaLand
-  from scratch, to NH's LSTM and to the base recipe (95 % interval over folds and seeds, share of basins better), the
-  folds and seeds behind it, the finetuning minutes per fold run and the minutes of the arm's pretraining;
+- ``arms.csv``: per stage (screening, confirmation), train fraction and arm, the held-out median NSE, the paired
+  median NSE difference to StefaLand from scratch, to NH's LSTM and to the base recipe (95 % interval over folds and
+  seeds, share of basins better), the folds and seeds behind it, the finetuning minutes per fold run and the minutes
+  of the arm's pretraining;
 - ``arms.md``: the same as markdown tables, one per stage and train fraction;
 - ``pretraining_updates.png``: median held-out NSE against pretraining updates (one line per train fraction and
   finetuning budget), StefaLand from scratch and the LSTM as horizontal references;
@@ -33,13 +34,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from study import ARMS, PRETRAINING  # noqa: E402
+from study import ARMS, FOLDERS, PRETRAINING  # noqa: E402
 
 from nh_stefaland.tools.pub.report import run_statuses, run_times  # noqa: E402
 
 SHIPPED_UPDATES = 7600  # nh_stefaland/pretrained/caravan_camels_d64/MODEL_CARD.md
 REFERENCES = ('scratch', 'lstm', 'base')
-STAGES = {'fraction': 'screening', 'confirm': 'confirmation'}  # output folder prefix → stage
+STAGES = {prefix: stage_name for stage_name, prefix in FOLDERS.items()}  # output folder prefix → stage
 # lines of the pretraining-length plot: arms that differ only in how long their frozen encoder was pretrained
 CURVES = {'resconn adapter': ('random_encoder', 'base', 'long_3k', 'shipped'),
           'no adapter (encoder states only)': ('random_no_adapter', 'base_no_adapter', 'shipped_no_adapter')}
