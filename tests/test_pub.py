@@ -216,6 +216,36 @@ def test_models_with_the_same_pretraining_config_share_its_runs(tmp_path, exclud
     assert all(task.base.label == 'a' and pub_runs.is_finished(task.base) for task in final)
 
 
+def test_first_seed_makes_the_runs_of_those_offsets_that_more_seeds_would_make(tmp_path):
+    pretrain = _config(tmp_path, 'pretrain', source='caravan_pretrain')
+    finetune = tmp_path / 'finetune.yml'
+    finetune.write_text("finetune_modules:\n  - head\n")
+    common = ['pub', '--model', f'p={finetune}', '--pretrain', f'p={pretrain}', '--model',
+              f'lstm={_config(tmp_path, "lstm", model="cudalstm")}', '--basin-file', str(_basin_file(tmp_path)),
+              '--output-dir', str(tmp_path / 'pub'), '--folds', '2']
+
+    def planned(*options: str) -> dict[tuple[str, str], tuple[Path, str]]:
+        settings, models = pub_plan.settings_from(_parser().parse_args([*common, *options]))
+        folds = pub_plan.load_or_make_folds(settings, tmp_path / 'pub')
+        return {(task.label, task.name): (task.directory, task.fingerprint)
+                for wave in pub_plan.plan(settings, models, folds, tmp_path / 'pub') for task in wave}
+
+    all_three, last_two = planned('--seeds', '3'), planned('--seeds', '2', '--first-seed', '1')
+    assert set(last_two) == {('p', 'seed_01_pretrain'), ('p', 'seed_02_pretrain')} | {
+        (label, f'fold_{fold:02d}_seed_{seed:02d}') for label in ('p', 'lstm') for fold in (1, 2) for seed in (1, 2)}
+    assert all(all_three[key] == value for key, value in last_two.items())
+    seed_two = ('seed_02_pretrain', 'fold_01_seed_02', 'fold_02_seed_02')
+    assert set(planned('--first-seed', '2')) == {key for key in last_two if key[1] in seed_two}
+
+    with pytest.raises(ValueError, match='--first-seed -1 must be at least 0'):
+        planned('--first-seed', '-1')
+    unseeded = _config(tmp_path, 'unseeded', model='cudalstm', seed=None)
+    with pytest.raises(ValueError, match=r"seed offsets \[1\].*sets none"):
+        pub_plan.settings_from(_parser().parse_args(['pub', '--model', f'u={unseeded}', '--basin-file',
+                                                     str(_basin_file(tmp_path)), '--output-dir', str(tmp_path / 'u'),
+                                                     '--first-seed', '1']))
+
+
 def test_random_folds_are_reproducible_balanced_and_seeded():
     basins = [f'b{i}' for i in range(23)]
     folds = pub_folds.random_folds(basins, k=5, seed=7)
@@ -407,6 +437,7 @@ def test_seeds_best_epoch_and_scoring_on_the_days_every_model_predicts(tmp_path)
     assert list(seed_table.index) == ['stefaland', 'lstm'] and (seed_table['spread'] >= 0).all()
     markdown = (output / 'report' / 'report.md').read_text()
     assert '## Seeds' in markdown and 'on the days that all models predict' in markdown
+    assert "trained with 2 seeds (the config's `seed` + 0, 1)" in markdown
 
     runs = _run_folders(output)
     assert _pub(*common, '--epoch', 'best', '--epoch-basins', 3) == 0

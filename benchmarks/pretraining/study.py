@@ -90,6 +90,8 @@ def main() -> int:
                              "fraction), or confirm_<F> with --confirm.")
     parser.add_argument('--fold', type=int, action='append', help="Folds to run (default: all 5).")
     parser.add_argument('--seeds', type=int, default=1)
+    parser.add_argument('--first-seed', type=int, default=0, metavar='K',
+                        help="Seed offsets K…K+N−1 (pub's --first-seed): the seeds of the design one call at a time.")
     parser.add_argument('--jobs', type=int, default=2)
     parser.add_argument('--figures-for', action='append', metavar='ARM',
                         help="Maps and hydrographs of the pairs with these arms (default: scratch, when run).")
@@ -129,7 +131,8 @@ def main() -> int:
     data = ['--data-dir', str(args.data_dir)] if args.data_dir else []
     return cli.main(['pub', *models, '--basin-file', str((args.data_dir or DEFAULT_DATA) / 'basins.txt'), *data,
                      '--output-dir', str(output_dir), '--folds', '5', '--seed', '0', '--jobs', str(args.jobs),
-                     '--train-fraction', str(args.train_fraction), '--seeds', str(args.seeds), *folds, *figures])
+                     '--train-fraction', str(args.train_fraction), '--seeds', str(args.seeds), '--first-seed', str(args.first_seed),
+                     *folds, *figures])
 
 
 def reuse_pretraining(source: Path, output_dir: Path) -> None:

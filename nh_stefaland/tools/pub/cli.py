@@ -43,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--seeds', type=int, default=1, metavar='N',
                         help="Train every model of every fold N times, with the config's seed + 0…N−1; the report "
                              "adds per-seed medians, the seed spread and each model's seed ensemble (default 1).")
+    parser.add_argument('--first-seed', type=int, default=0, metavar='K',
+                        help="Seed offsets K…K+N−1 instead of 0…N−1: adds seeds to an earlier call's runs in the "
+                             "same output folder, or splits the seeds over calls; a run of offset k is the run that "
+                             "--seeds k+1 makes (default 0).")
     parser.add_argument('--epoch', choices=('last', 'best'), default='last',
                         help="Test the last epoch (NH's default) or the epoch with the best median NSE on the fold's "
                              "training basins over the validation period (needs a checkpoint per epoch).")

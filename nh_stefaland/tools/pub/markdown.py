@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nh_stefaland.tools.pub.scoring import REPORT_METRICS
+from nh_stefaland.tools.pub.scoring import ENSEMBLE, REPORT_METRICS
 
 
 def report(settings: dict, folds: pd.DataFrame, per_basin: pd.DataFrame, summary: pd.DataFrame,
@@ -83,7 +83,8 @@ def _protocol_lines(settings: dict, folds: pd.DataFrame, per_basin: pd.DataFrame
     sizes = folds.groupby(['fold', 'group']).size().reset_index(name='basins')
     epoch = ("the epoch with the best median NSE on the fold's training basins over the validation period "
              "(`--epoch best`)" if settings.get('epoch') == 'best' else "last epoch")
-    seeds = settings.get('seeds', 1)
+    # the offsets of the runs scored: calls with --first-seed into one folder add theirs
+    seeds = sorted({int(seed) for seed in per_basin.get('seed', ()) if str(seed) != ENSEMBLE})
     lines = [f"- Basins: {len(folds)} from `{settings['basin_file']}`; {len(sizes)} folds, each held out once "
              f"({', '.join(str(n) for n in sizes['basins'])} basins)"
              + (f", seed {settings['seed']}." if settings['protocol'] == 'random' else "."),
@@ -94,8 +95,8 @@ def _protocol_lines(settings: dict, folds: pd.DataFrame, per_basin: pd.DataFrame
              *([f"- Few gauges: each fold trains (and validates) on a seeded {settings['train_fraction']:.0%} of its "
                 f"training basins (`basins/fold_NN/train_fraction.txt`, the same for every model); the test covers "
                 f"all held-out basins."] if settings.get('train_fraction', 1.0) < 1.0 else []),
-             *([f"- Seeds: every model of every fold trained with {seeds} seeds (the config's `seed` + 0…"
-                f"{seeds - 1})."] if seeds > 1 else []),
+             *([f"- Seeds: every model of every fold trained with {len(seeds)} seeds (the config's `seed` + "
+                f"{', '.join(str(seed) for seed in seeds)})."] if len(seeds) > 1 else []),
              f"- {_pretraining_sentence(settings)}",
              "- Leakage checks passed: `use_basin_id_encoding` off; no target variable among the inputs; no static "
              "attribute named like a streamflow signature"

@@ -45,6 +45,8 @@ def settings_from(args: argparse.Namespace) -> tuple[dict, dict]:
     for option, value in (('--jobs', jobs), ('--seeds', args.seeds), ('--epoch-basins', args.epoch_basins)):
         if value < 1:
             raise ValueError(f"{option} {value} must be at least 1.")
+    if args.first_seed < 0:
+        raise ValueError(f"--first-seed {args.first_seed} must be at least 0.")
     if args.data_dir is not None and not args.data_dir.is_dir():
         raise FileNotFoundError(f"--data-dir {args.data_dir}: no such folder.")
     models = {label: {'config': str(path), 'pretrain': None} for label, path in _labelled(args.model, '--model')}
@@ -65,7 +67,8 @@ def settings_from(args: argparse.Namespace) -> tuple[dict, dict]:
     settings = {**protocol, 'basin_file': str(args.basin_file), 'basins': basins,
                 'data_dir': str(args.data_dir.resolve()) if args.data_dir is not None else None,
                 'pretrain_held_out': 'excluded' if args.pretrain_exclude_held_out else 'included',
-                'allow_attributes': args.allow_attribute, 'seeds': args.seeds, 'epoch': args.epoch,
+                'allow_attributes': args.allow_attribute, 'seeds': args.seeds, 'first_seed': args.first_seed,
+                'epoch': args.epoch,
                 'epoch_basins': args.epoch_basins, 'train_fraction': args.train_fraction, 'models': models}
     _check_configs(settings)
     settings['models'] = _with_earlier_models(settings, args.output_dir)
@@ -121,9 +124,10 @@ def _check_configs(settings: dict) -> None:
     for label, model in settings['models'].items():
         cfg = Config(Path(model['config']))
         seeded = Config(Path(model['pretrain'])) if model['pretrain'] is not None else cfg
-        if settings['seeds'] > 1 and seeded.seed is None and cfg.seed is None:
-            raise ValueError(f"Model '{label}': --seeds {settings['seeds']} derives the seeds from the config's "
-                             f"seed, and {model['pretrain'] or model['config']} sets none. Add `seed: <int>`.")
+        if max(seed_offsets(settings)) > 0 and seeded.seed is None and cfg.seed is None:
+            raise ValueError(f"Model '{label}': seed offsets {list(seed_offsets(settings))} (--seeds, --first-seed) "
+                             f"are added to the config's seed, and {model['pretrain'] or model['config']} sets none. "
+                             f"Add `seed: <int>`.")
         stage = cfg.as_dict().get('stefaland_stage')
         finetunes_shipped = stage == 'finetune' and pretrained.is_name(cfg.as_dict().get('base_run_dir'))
         if model['pretrain'] is None and finetunes_shipped:
@@ -207,8 +211,8 @@ def plan(settings: dict, models: dict, folds: pd.DataFrame, output_dir: Path,
          only: list[int] | None = None) -> list[list[Task]]:
     """The tasks of ``models``: wave 0 their pretraining stages, wave 1 one final stage per model, fold and seed.
 
-    With ``only`` (``--fold``), the final stages of those folds only. With ``settings['seeds']`` N > 1 every stage
-    is trained N times, with the config's ``seed`` + 0…N−1 (a pretrained model's pretraining too).
+    With ``only`` (``--fold``), the final stages of those folds only. Every stage is trained once per seed offset
+    (:func:`seed_offsets`), with the config's ``seed`` + offset (a pretrained model's pretraining too).
 
     Validation uses the fold's training basins (over the config's validation period): the held-out basins are
     looked at only in the test. Pretraining sees all basins, or only the training basins when the held-out ones
@@ -229,7 +233,7 @@ def plan(settings: dict, models: dict, folds: pd.DataFrame, output_dir: Path,
     include = settings['pretrain_held_out'] == 'included'
     data_dir = Path(settings['data_dir']) if settings['data_dir'] is not None else None
     pretraining, final = [], []
-    for (label, model), seed in itertools.product(models.items(), range(settings.get('seeds', 1))):
+    for (label, model), seed in itertools.product(models.items(), seed_offsets(settings)):
         runs, tag = output_dir / 'runs' / label, f'_seed_{seed:02d}' if seed else ''
         shared = None
         if model['pretrain'] is not None and include:
@@ -255,6 +259,12 @@ def plan(settings: dict, models: dict, folds: pd.DataFrame, output_dir: Path,
                                            encoder=(model.get('shipped') or {}).get('sha256')), base=base,
                               data_dir=data_dir, seed=seed, epoch_basin_file=epoch_files.get(fold)))
     return [pretraining, final]
+
+
+def seed_offsets(settings: dict) -> range:
+    """The seed offsets of the runs to make: ``--first-seed`` K … K + ``--seeds`` N − 1 (0 alone by default)."""
+    first = settings.get('first_seed', 0)
+    return range(first, first + settings.get('seeds', 1))
 
 
 def _pretraining(task: Task, planned: list[Task]) -> Task:
