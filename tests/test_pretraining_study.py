@@ -11,6 +11,8 @@ from ruamel.yaml import YAML
 
 from neuralhydrology.utils.config import Config
 
+from nh_stefaland.tools.pub.scoring import REPORT_METRICS
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'benchmarks' / 'pretraining'))
 
 import study  # noqa: E402
@@ -41,20 +43,24 @@ def test_pretraining_updates_follow_the_recipe():
     assert summarise.pretraining_updates('lstm') is None
 
 
-def _pub_output(folder: Path) -> Path:
-    """A pub output folder with the report files summarise reads: arm 'base' better than 'scratch' by 0.1."""
+def _pub_output(folder: Path, seeds: tuple[str, ...] = ('0',), days: int = 300) -> Path:
+    """A pub output folder with what summarise reads (report/per_basin.csv, pub.json, folds.csv, run statuses):
+    arm 'base' better than 'scratch' by 0.1 in each of 6 basins of 2 folds, a seed adding 0.01 to both."""
     report = folder / 'report'
     report.mkdir(parents=True)
-    rows = [{'basin': f'b{i}', 'fold': 1 + i % 2, 'group': 'random', 'model': model, 'seed': '0', 'NSE': value}
-            for i in range(6) for model, value in (('base', 0.5 + 0.01 * i), ('scratch', 0.4 + 0.01 * i))]
+    rows = [{'basin': f'b{i}', 'fold': 1 + i % 2, 'group': 'random', 'model': model, 'seed': seed, 'days': days,
+             **dict.fromkeys(REPORT_METRICS, value + 0.01 * int(seed))}
+            for seed in seeds for i in range(6) for model, value in (('base', 0.5 + 0.01 * i),
+                                                                     ('scratch', 0.4 + 0.01 * i))]
     pd.DataFrame(rows).to_csv(report / 'per_basin.csv', index=False)
-    pd.DataFrame([{'model': model, 'metric': 'NSE', 'median': median}
-                  for model, median in (('scratch', 0.425), ('base', 0.525))]).to_csv(report / 'summary.csv')
-    pd.DataFrame([{'model_a': 'scratch', 'model_b': 'base', 'metric': 'NSE', 'median_difference': -0.1,
-                   'ci_low': -0.12, 'ci_high': -0.08, 'share_a_better': 0.0}]).to_csv(report / 'paired.csv')
-    (folder / 'pub.json').write_text(json.dumps({'train_fraction': 0.1, 'models': {
-        'scratch': {'config': 'x', 'pretrain': None}, 'base': {'config': 'y', 'pretrain': None}}}))
-    for label, name, seconds in (('scratch', 'fold_01', 600), ('scratch', 'fold_02', 660), ('base', 'fold_01', 120)):
+    pd.DataFrame({'basin': [f'b{i}' for i in range(6)], 'fold': [1 + i % 2 for i in range(6)],
+                  'group': 'random'}).to_csv(folder / 'folds.csv', index=False)
+    pretraining = folder / 'pretrain.yml'
+    pretraining.write_text('pretraining recipe\n')
+    models = {'scratch': {'config': 'x', 'pretrain': None}, 'base': {'config': 'y', 'pretrain': str(pretraining)}}
+    (folder / 'pub.json').write_text(json.dumps({'train_fraction': 0.1, 'models': models}))
+    for label, name, seconds in (('scratch', 'fold_01', 600), ('scratch', 'fold_02', 660), ('base', 'fold_01', 120),
+                                 ('base', 'pretrain', 900), ('base', 'seed_01_pretrain', 1020)):
         run = folder / 'runs' / label / name
         run.mkdir(parents=True)
         (run / 'status.json').write_text(json.dumps({'state': 'done', 'label': label, 'name': name,
@@ -65,12 +71,14 @@ def _pub_output(folder: Path) -> Path:
 def test_the_summary_turns_a_comparison_round_and_writes_tables_and_plots(tmp_path):
     table = summarise.arm_table(_pub_output(tmp_path / 'fraction_0.1'))
     base = table.set_index('arm').loc['base']
-    assert base['vs_scratch'] == pytest.approx(0.1)
-    assert (base['vs_scratch_low'], base['vs_scratch_high']) == (pytest.approx(0.08), pytest.approx(0.12))
-    assert base['vs_scratch_share_better'] == pytest.approx(1.0) and np.isnan(base['vs_lstm'])
+    assert base['vs_scratch'] == pytest.approx(0.1) and base['vs_scratch_share_better'] == pytest.approx(1.0)
+    assert (base['vs_scratch_low'], base['vs_scratch_high']) == (pytest.approx(0.1), pytest.approx(0.1))
+    scratch = table.set_index('arm').loc['scratch']
+    assert scratch['vs_base'] == pytest.approx(-0.1) and np.isnan(base['vs_lstm'])  # both ways round
     assert base['folds'] == 2 and base['basins'] == 6 and base['minutes_per_run'] == pytest.approx(2.0)
-    assert table.set_index('arm').loc['scratch', 'minutes_per_run'] == pytest.approx(10.5)
-    assert '| `base` | 1,000 | 800 | 2 × 1 | 0.525 | +0.100 (+0.080…+0.120; 100%) |' in summarise.markdown(table)
+    assert base['pretraining_minutes'] == pytest.approx(16.0)  # one pretraining run, the mean over seeds
+    assert scratch['minutes_per_run'] == pytest.approx(10.5) and np.isnan(scratch['pretraining_minutes'])
+    assert '| `base` | 1,000 | 800 | 2 × 1 | 0.525 | +0.100 (+0.100…+0.100; 100%) |' in summarise.markdown(table)
     summarise.plot_pretraining_updates(table, tmp_path / 'updates.png')
     summarise.plot_train_fraction(table, tmp_path / 'fraction.png')
     assert (tmp_path / 'updates.png').read_bytes()[:4] == b'\x89PNG'
@@ -98,3 +106,40 @@ def test_a_summary_keeps_earlier_rows_it_has_no_runs_for(tmp_path):
     assert len(summarise.with_earlier_rows(now, tmp_path / 'confirmation.csv')) == 2  # none earlier
     now.to_csv(tmp_path / 'again.csv', index=False)
     assert len(summarise.with_earlier_rows(now, tmp_path / 'again.csv')) == 2  # the runs replace their own rows
+
+
+def _committed(folder: Path) -> Path:
+    """The per_basin.csv of a committed copy of the pub report of ``folder``: beside pub.json and folds.csv."""
+    return (folder / 'report' / 'per_basin.csv').rename(folder / 'per_basin.csv')
+
+
+def test_scores_of_an_earlier_report_join_the_folder_of_their_stage_and_fraction(tmp_path, capsys):
+    earlier = _committed(_pub_output(tmp_path / 'committed' / 'confirm_0.1'))
+    folder = _pub_output(tmp_path / 'runs' / 'confirm_0.1', seeds=('1', '2'))
+    per_basin = summarise.scores(folder, [earlier, _committed(_pub_output(tmp_path / 'committed' / 'fraction_0.1'))])
+    assert sorted(per_basin['seed'].unique()) == ['0', '1', '2'] and len(per_basin) == 3 * 12  # not the screening's
+    base = summarise.arm_table(folder, [earlier]).set_index('arm').loc['base']
+    assert base['seeds'] == 3 and base['median_nse'] == pytest.approx(0.535)  # seed means: +0.01 on average
+    assert base['vs_scratch'] == pytest.approx(0.1)
+
+    # a seed that stopped part-way is left out, not the basins of the folds it lacks
+    partial = pd.read_csv(folder / 'report' / 'per_basin.csv', dtype={'seed': str})
+    partial[(partial['seed'] == '1') | (partial['fold'] == 1)].to_csv(folder / 'report' / 'per_basin.csv', index=False)
+    per_basin = summarise.scores(folder, [earlier])
+    assert sorted(per_basin['seed'].unique()) == ['0', '1'] and per_basin['basin'].nunique() == 6
+    assert 'seed 2 of base left out, it covers 1 of 2 folds' in capsys.readouterr().out
+
+    other_days = _committed(_pub_output(tmp_path / 'days' / 'confirm_0.1', days=299))
+    with pytest.raises(ValueError, match='other days'):
+        summarise.scores(folder, [other_days])
+    (earlier.parent / 'folds.csv').write_text('basin,fold,group\nb0,2,random\n')
+    with pytest.raises(ValueError, match='folds'):
+        summarise.scores(folder, [earlier])
+
+
+def test_minutes_an_arm_lacks_come_from_the_earlier_summary(tmp_path):
+    earlier = summarise.arm_table(_pub_output(tmp_path / 'old' / 'confirm_0.1'))
+    earlier.to_csv(tmp_path / 'arms.csv', index=False)
+    now = earlier.assign(minutes_per_run=np.nan, pretraining_minutes=np.nan, median_nse=0.9)
+    table = summarise.with_earlier_rows(now, tmp_path / 'arms.csv').set_index('arm')
+    assert table.loc['base', 'minutes_per_run'] == pytest.approx(2.0) and (table['median_nse'] == 0.9).all()

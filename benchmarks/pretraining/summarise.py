@@ -3,9 +3,17 @@
     python benchmarks/pretraining/summarise.py --runs runs/pretraining --output benchmarks/pretraining/results
 
 reads the screening folders ``RUNS/fraction_<F>/`` and the confirmation folders ``RUNS/confirm_<F>/`` (their
-``report/`` summary.csv, paired.csv and per_basin.csv, written by ``nh-stefaland pub``, and the runs' ``status.json``
-for wall time), and writes to OUTPUT, keeping the rows of OUTPUT/arms.csv whose stage and train fraction have no
-folder under RUNS (the runs of an earlier session may be gone):
+``report/per_basin.csv``, written by ``nh-stefaland pub``, and the runs' ``status.json`` for wall time), and writes to
+OUTPUT, keeping the rows of OUTPUT/arms.csv whose stage and train fraction have no folder under RUNS (the runs of an
+earlier session may be gone). ``--scores`` adds the per-basin scores of an earlier pub report of the study (a
+committed copy: per_basin.csv with pub.json and folds.csv beside it) to the folder of the same stage and train
+fraction, for the models, folds and seeds that folder has no runs of: seeds run in separate sessions are summarised
+together.
+
+    python benchmarks/pretraining/summarise.py --scores benchmarks/pretraining/confirm_0.1/per_basin.csv
+
+Medians and paired differences are pub's (:mod:`nh_stefaland.tools.pub.stats`: per-basin seed means, intervals
+resampling folds and seeds), computed per pair of arm and reference.
 
 - ``arms.csv``: per stage (screening, confirmation), train fraction and arm, the held-out median NSE, the paired
   median NSE difference to StefaLand from scratch, to NH's LSTM and to the base recipe (95 % interval over folds and
@@ -36,7 +44,8 @@ import pandas as pd  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from study import ARMS, FOLDERS, PRETRAINING  # noqa: E402
 
-from nh_stefaland.tools.pub.report import run_statuses, run_times  # noqa: E402
+from nh_stefaland.tools.pub import stats  # noqa: E402
+from nh_stefaland.tools.pub.report import FOLDS_FILE, SETTINGS_FILE, run_statuses, run_times  # noqa: E402
 
 SHIPPED_UPDATES = 7600  # nh_stefaland/pretrained/caravan_camels_d64/MODEL_CARD.md
 REFERENCES = ('scratch', 'lstm', 'base')
@@ -59,41 +68,104 @@ def pretraining_updates(arm: str) -> int | None:
     return changes['epochs'] * changes['max_updates_per_epoch']
 
 
-def arm_table(folder: Path) -> pd.DataFrame:
-    """One row per arm finished in one ``fraction_<F>`` folder."""
-    report = folder / 'report'
-    summary = pd.read_csv(report / 'summary.csv')
-    paired = pd.read_csv(report / 'paired.csv')
-    paired = paired[paired['metric'] == 'NSE']
-    per_basin = pd.read_csv(report / 'per_basin.csv', dtype={'basin': str, 'seed': str})
-    times = run_times(run_statuses(folder))  # minutes per model: fold runs, its pretraining stages
-    settings = json.loads((folder / 'pub.json').read_text())
+def arm_table(folder: Path, earlier: list[Path] = ()) -> pd.DataFrame:
+    """One row per arm finished in one ``fraction_<F>`` or ``confirm_<F>`` folder (with the scores of ``earlier``
+    reports of its stage and train fraction, :func:`scores`)."""
+    per_basin = scores(folder, earlier)
+    runs = run_statuses(folder)
+    times = run_times(runs)  # minutes per model: median of its fold runs
+    settings = json.loads((folder / SETTINGS_FILE).read_text())
+    medians = stats.summarise(per_basin).query("metric == 'NSE'").set_index('model')['median']
     rows = []
-    for arm in summary.loc[summary['metric'] == 'NSE', 'model']:
-        if arm not in ARMS:
-            continue  # seed ensembles
-        runs = per_basin[per_basin['model'] == arm]
+    for arm in (arm for arm in ARMS if arm in medians.index):
+        scored = per_basin[per_basin['model'] == arm]
         row = {'stage': stage(folder), 'train_fraction': settings.get('train_fraction', 1.0), 'arm': arm,
                'finetune_updates': ARMS[arm][3], 'pretraining_updates': pretraining_updates(arm),
-               'folds': runs['fold'].nunique(), 'seeds': runs['seed'].nunique(), 'basins': runs['basin'].nunique(),
-               'median_nse': float(summary.loc[(summary['model'] == arm) & (summary['metric'] == 'NSE'),
-                                               'median'].iloc[0]),
-               'minutes_per_run': times['median min per fold'].get(arm, np.nan),
-               'pretraining_minutes': _pretraining_minutes(arm, settings, times)}
+               'folds': scored['fold'].nunique(), 'seeds': scored['seed'].nunique(),
+               'basins': scored['basin'].nunique(),
+               'median_nse': float(medians[arm]),
+               'minutes_per_run': times['median min per fold'].get(arm, np.nan) if len(times) else np.nan,
+               'pretraining_minutes': _pretraining_minutes(arm, settings, runs)}
         for reference in REFERENCES:
-            row.update(_difference(paired, arm, reference))
+            row.update(_difference(per_basin, arm, reference))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
+def scores(folder: Path, earlier: list[Path] = ()) -> pd.DataFrame:
+    """The per-basin scores of the arms in ``folder``'s report, and those of the ``earlier`` reports' per_basin.csv
+    files of the same stage and train fraction for each arm, fold and seed the folder has none of.
+
+    Raises
+    ------
+    ValueError
+        If an earlier report of the folder's stage and train fraction has other folds, or scores a basin on another
+        number of days (every model must be scored on the same days).
+    """
+    per_basin = _arm_scores(folder / 'report' / 'per_basin.csv')
+    fraction = _train_fraction(folder)
+    for path in earlier:
+        if stage(path.parent) != stage(folder) or _train_fraction(path.parent) != fraction:
+            continue
+        if not _folds(path.parent).equals(_folds(folder)):
+            raise ValueError(f"{path}: its folds ({path.parent / FOLDS_FILE}) are not those of {folder}.")
+        rows = _arm_scores(path)
+        days = pd.concat([frame.groupby('basin')['days'].first() for frame in (per_basin, rows)], axis=1).dropna()
+        if (days.iloc[:, 0] != days.iloc[:, 1]).any():
+            raise ValueError(f"{path}: scored on other days than {folder}'s runs "
+                             f"(e.g. basin {days.index[days.iloc[:, 0] != days.iloc[:, 1]][0]}).")
+        keys = ['model', 'fold', 'seed']
+        have = set(map(tuple, per_basin[keys].drop_duplicates().to_numpy()))
+        new = rows[[key not in have for key in map(tuple, rows[keys].to_numpy())]]
+        if len(new):
+            print(f"{folder}: {len(new.drop_duplicates(keys))} runs' scores added from {path}.")
+        per_basin = pd.concat([per_basin, new], ignore_index=True)
+    return _complete_seeds(per_basin, folder)
+
+
+def _complete_seeds(per_basin: pd.DataFrame, folder: Path) -> pd.DataFrame:
+    """Each arm's rows of the seeds that cover every fold the arm ran (a seed still running or stopped part-way
+    would otherwise drop the basins of the folds it lacks from the paired comparison)."""
+    runs = per_basin[['model', 'fold', 'seed']].drop_duplicates()
+    folds = runs.groupby('model')['fold'].nunique()
+    covered = runs.groupby(['model', 'seed'])['fold'].nunique()
+    partial = [(model, seed) for (model, seed), n in covered.items() if n < folds[model]]
+    for model, seed in partial:
+        print(f"{folder}: seed {seed} of {model} left out, it covers {covered[model, seed]} of {folds[model]} folds.")
+    keep = [(model, seed) not in set(partial) for model, seed in zip(per_basin['model'], per_basin['seed'])]
+    return per_basin[keep].reset_index(drop=True)
+
+
+def _arm_scores(path: Path) -> pd.DataFrame:
+    """The rows of a pub per_basin.csv that belong to arms of the study (not seed ensembles)."""
+    per_basin = pd.read_csv(path, dtype={'basin': str, 'seed': str})
+    return per_basin[per_basin['model'].isin(ARMS)]
+
+
+def _train_fraction(folder: Path) -> float:
+    return json.loads((folder / SETTINGS_FILE).read_text()).get('train_fraction', 1.0)
+
+
+def _folds(folder: Path) -> pd.DataFrame:
+    return pd.read_csv(folder / FOLDS_FILE, dtype={'basin': str}).sort_values('basin', ignore_index=True)
+
+
 def with_earlier_rows(table: pd.DataFrame, earlier_file: Path) -> pd.DataFrame:
     """``table`` and the rows of an earlier ``arms.csv`` whose stage and train fraction it has no folder for (a
-    study run over several sessions: the runs of earlier stages may be gone, their summary is not)."""
+    study run over several sessions: the runs of earlier stages may be gone, their summary is not); the minutes that
+    ``table`` lacks for an arm of the same stage and train fraction (an arm whose scores came with ``--scores``, its
+    runs gone) are the earlier rows'."""
     if not earlier_file.is_file():
         return table
     earlier = pd.read_csv(earlier_file)
     if 'stage' not in earlier:
         earlier.insert(0, 'stage', 'screening')  # summaries written before the confirmation stage existed
+    keys = ['stage', 'train_fraction', 'arm']
+    known = earlier.set_index(keys)
+    for column in ('minutes_per_run', 'pretraining_minutes'):
+        missing = table[column].isna()
+        table.loc[missing, column] = [known[column].get(key, np.nan)
+                                      for key in table.loc[missing, keys].itertuples(index=False, name=None)]
     now = set(zip(table['stage'], table['train_fraction']))
     kept = earlier[[key not in now for key in zip(earlier['stage'], earlier['train_fraction'])]]
     for (stage_name, fraction), rows in kept.groupby(['stage', 'train_fraction']):
@@ -110,34 +182,28 @@ def stage(folder: Path) -> str:
     return STAGES[prefix]
 
 
-def _pretraining_minutes(arm: str, settings: dict, times: pd.DataFrame) -> float:
-    """Minutes of the pretraining stages of the arm's recipe, averaged over the models that ran one (pub keeps a
-    shared pretraining under one model's label)."""
+def _pretraining_minutes(arm: str, settings: dict, runs: list[tuple[Path, dict]]) -> float:
+    """Mean minutes of one pretraining run of the arm's recipe (one per seed; pub keeps a shared pretraining under one
+    model's label, so the runs of every model with the same pretraining config count)."""
     pretrain_config = settings['models'].get(arm, {}).get('pretrain')
     if pretrain_config is None:
         return np.nan
-    same = [label for label, model in settings['models'].items()
-            if model.get('pretrain') and Path(model['pretrain']).read_text() == Path(pretrain_config).read_text()]
-    values = times['pretraining min'].reindex(same).dropna()
-    return float(values.mean()) if len(values) else np.nan
+    same = {label for label, model in settings['models'].items()
+            if model.get('pretrain') and Path(model['pretrain']).read_text() == Path(pretrain_config).read_text()}
+    seconds = [status.get('seconds', np.nan) for _, status in runs
+               if status['state'] == 'done' and status['label'] in same and 'pretrain' in status['name']]
+    return float(np.mean(seconds)) / 60 if seconds else np.nan
 
 
-def _difference(paired: pd.DataFrame, arm: str, reference: str) -> dict:
+def _difference(per_basin: pd.DataFrame, arm: str, reference: str) -> dict:
     """Paired median NSE difference arm − reference with its interval and share better ({} cells NaN if absent)."""
     keys = [f'vs_{reference}', f'vs_{reference}_low', f'vs_{reference}_high', f'vs_{reference}_share_better']
-    if arm == reference:
+    pair = per_basin[per_basin['model'].isin([arm, reference])]
+    if arm == reference or reference not in set(pair['model']):
         return dict.fromkeys(keys, np.nan)
-    forward = paired[(paired['model_a'] == arm) & (paired['model_b'] == reference)]
-    backward = paired[(paired['model_a'] == reference) & (paired['model_b'] == arm)]
-    if len(forward):
-        row = forward.iloc[0]
-        values = (row['median_difference'], row['ci_low'], row['ci_high'], row['share_a_better'])
-    elif len(backward):
-        row = backward.iloc[0]  # b better where a is not (ties are rare with continuous NSE)
-        values = (-row['median_difference'], -row['ci_high'], -row['ci_low'], 1 - row['share_a_better'])
-    else:
-        values = (np.nan,) * 4
-    return dict(zip(keys, values))
+    ordered = pd.concat([pair[pair['model'] == arm], pair[pair['model'] == reference]])  # compare_pairs: a − b
+    row = stats.compare_pairs(ordered).query("metric == 'NSE'").iloc[0]
+    return dict(zip(keys, (row['median_difference'], row['ci_low'], row['ci_high'], row['share_a_better'])))
 
 
 def markdown(table: pd.DataFrame) -> str:
@@ -217,13 +283,12 @@ def plot_train_fraction(table: pd.DataFrame, path: Path) -> None:
             'Few gauges (PUB folds of 382 CAMELS-US basins)')
 
 
-def plot_confirmation_folds(folders: list[Path], path: Path) -> None:
+def plot_confirmation_folds(folders: list[Path], path: Path, earlier: list[Path] = ()) -> None:
     """Per confirmation folder (train fraction) one panel: each arm's median held-out NSE per fold, a marker at the
-    mean over seeds and a bar over the range of the seeds."""
+    mean over seeds and a bar over the range of the seeds (with the scores of ``earlier`` reports, :func:`scores`)."""
     figure, axes = plt.subplots(1, len(folders), figsize=(7 * len(folders), 4.5), squeeze=False)
     for axis, folder in zip(axes[0], folders):
-        per_basin = pd.read_csv(folder / 'report' / 'per_basin.csv', dtype={'basin': str, 'seed': str})
-        per_basin = per_basin[per_basin['model'].isin(ARMS)]
+        per_basin = scores(folder, earlier)
         medians = per_basin.groupby(['model', 'fold', 'seed'])['NSE'].median().groupby(['model', 'fold'])
         spread = pd.DataFrame({'mean': medians.mean(), 'low': medians.min(), 'high': medians.max()}).reset_index()
         arms = [arm for arm in ARMS if arm in set(spread['model'])]
@@ -267,13 +332,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--runs', type=Path, default=Path('runs/pretraining'))
     parser.add_argument('--output', type=Path, default=Path(__file__).resolve().parent / 'results')
+    parser.add_argument('--scores', type=Path, action='append', default=[], metavar='PER_BASIN_CSV',
+                        help="per_basin.csv of an earlier pub report of the study (pub.json and folds.csv beside it): "
+                             "its scores join the folder under --runs of the same stage and train fraction, for the "
+                             "arms, folds and seeds that folder has no runs of (repeat for several).")
     args = parser.parse_args()
+    for path in args.scores:
+        if not all((path.parent / name).is_file() for name in (path.name, SETTINGS_FILE, FOLDS_FILE)):
+            parser.error(f"--scores {path}: expected a pub report's per_basin.csv with {SETTINGS_FILE} and "
+                         f"{FOLDS_FILE} beside it.")
     folders = sorted(path for prefix in STAGES for path in args.runs.glob(f'{prefix}_*')
                      if (path / 'report' / 'summary.csv').is_file())
     if not folders:
         parser.error(f"{args.runs} holds no fraction_<F>/ or confirm_<F>/ with report/summary.csv: run study.py "
                      f"first.")
-    table = with_earlier_rows(pd.concat([arm_table(folder) for folder in folders], ignore_index=True),
+    table = with_earlier_rows(pd.concat([arm_table(folder, args.scores) for folder in folders], ignore_index=True),
                               args.output / 'arms.csv')
     args.output.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.output / 'arms.csv', index=False)
@@ -289,7 +362,7 @@ def main() -> int:
         written.append('train_fraction.png')
     confirmations = [folder for folder in folders if stage(folder) == 'confirmation']
     if confirmations:
-        plot_confirmation_folds(confirmations, args.output / 'confirmation_folds.png')
+        plot_confirmation_folds(confirmations, args.output / 'confirmation_folds.png', args.scores)
         written.append('confirmation_folds.png')
     print(f"Wrote {', '.join(written)} to {args.output}")
     return 0
