@@ -1,5 +1,7 @@
 """`nh-stefaland pub`: folds, leakage guards, resumable runs of two models on the shipped sample, the report."""
 import argparse
+import concurrent.futures
+import contextlib
 import itertools
 import json
 import os
@@ -7,12 +9,14 @@ import pickle
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import tqdm
 import xarray
 from ruamel.yaml import YAML
 
@@ -601,6 +605,46 @@ def test_report_without_gauge_coordinates_has_a_note_instead_of_maps(tmp_path):
     assert f"No maps: the attributes of dataset `caravan` in `{data_dir}` have no gauge_lat, gauge_lon." in markdown
     assert not (output / 'report' / 'nse_map.png').exists()
     assert '](hydrographs_a_vs_b.png)' in markdown
+
+
+@pytest.mark.parametrize('jobs', [1, 2])
+def test_a_finetuning_run_starts_once_its_pretraining_is_done_not_after_every_other_run(tmp_path, monkeypatch, jobs):
+    """Tasks are faked (a pause and a status); two worker threads stand in for the worker processes."""
+    seconds = {'pretrain': 0.05, 'broken_pretrain': 0.0, 'long': 0.5, 'fold_01': 0.05, 'fold_02': 0.0}
+    events = []
+
+    def fake_run(task: pub_runs.Task) -> dict:
+        events.append(('start', task.name, time.monotonic()))
+        time.sleep(seconds[task.name])
+        state = 'failed' if task.name == 'broken_pretrain' else 'done'
+        status = pub_runs._write_status(task, {'state': state, 'error': 'x'}, task.directory / 'pub.log')
+        events.append(('end', task.name, time.monotonic()))
+        return status
+
+    def task(name: str, base: pub_runs.Task | None = None) -> pub_runs.Task:
+        return pub_runs.Task('m', name, tmp_path / name, tmp_path / 'c.yml', {}, frozenset(), name, base=base)
+
+    monkeypatch.setattr(pub_runs, 'run_task', fake_run)
+    monkeypatch.setattr(pub_workers, 'pool', lambda jobs, devices: (
+        contextlib.nullcontext() if jobs == 1 else concurrent.futures.ThreadPoolExecutor(jobs)))
+    pretraining, broken = task('pretrain'), task('broken_pretrain')
+    tasks = [pretraining, broken, task('long'), task('fold_01', pretraining), task('fold_02', broken)]
+    with tqdm.tqdm(total=len(tasks), disable=True) as progress:
+        statuses = pub_runs.run_tasks(tasks, jobs=jobs, progress=progress)
+
+    assert {path.name: status['state'] for path, status in statuses.items()} == {
+        'pretrain': 'done', 'broken_pretrain': 'failed', 'long': 'done', 'fold_01': 'done', 'fold_02': 'failed'}
+    assert 'its pretraining broken_pretrain failed' in statuses[tmp_path / 'fold_02']['error']
+    assert ('start', 'fold_02') not in [event[:2] for event in events]  # never run
+    time_of = {event[:2]: event[2] for event in events}
+    assert time_of['start', 'fold_01'] >= time_of['end', 'pretrain']
+    if jobs == 2:  # the finetuning run went alongside the long run, on the worker its pretraining freed
+        assert time_of['end', 'fold_01'] < time_of['end', 'long']
+        running = peak = 0
+        for kind, _, _ in sorted(events, key=lambda event: event[2]):
+            running += 1 if kind == 'start' else -1
+            peak = max(peak, running)
+        assert peak <= 2  # never more runs at a time than workers
 
 
 def test_devices_give_one_worker_each_and_are_checked():

@@ -84,20 +84,19 @@ def run(args: argparse.Namespace) -> int:
     devices, jobs = pub_workers.parse_devices(args.devices, args.jobs)
     output_dir = args.output_dir.resolve()
     folds = pub_plan.load_or_make_folds(settings, output_dir)
-    waves = pub_plan.plan(settings, models, folds, output_dir, only=args.fold)
-    finished = {task.directory for wave in waves for task in wave if pub_runs.is_finished(task)}
+    pretraining, final = pub_plan.plan(settings, models, folds, output_dir, only=args.fold)
+    finished = {task.directory for task in (*pretraining, *final) if pub_runs.is_finished(task)}
     pub_plan.save_settings(settings, output_dir)
-    pretraining, final = waves
     final_todo = [task for task in final if task.directory not in finished]
     needed = {task.base.directory for task in final_todo if task.base is not None}
     pretraining_todo = [task for task in pretraining if task.directory in needed and task.directory not in finished]
-    # runs without pretraining go alongside the pretraining runs; finetuning runs after them
-    todo = [pretraining_todo + [task for task in final_todo if task.base is None],
-            [task for task in final_todo if task.base is not None]]
+    # pretraining first, then runs without pretraining; a finetuning run starts as soon as its pretraining is done
+    todo = (pretraining_todo + [task for task in final_todo if task.base is None]
+            + [task for task in final_todo if task.base is not None])
     total = len(pretraining_todo) + len(final_todo)
     with tqdm(total=len(final) + len(pretraining_todo), initial=len(final) - len(final_todo), file=sys.stdout,
               desc='folds × models', unit='run') as progress:
-        statuses = pub_runs.run_waves(todo, jobs=jobs, progress=progress, devices=devices)
+        statuses = pub_runs.run_tasks(todo, jobs=jobs, progress=progress, devices=devices)
     failed = {directory: status for directory, status in statuses.items() if status['state'] != 'done'}
     for directory, status in failed.items():
         LOGGER.error(f"Model '{status['label']}' {status['name']} failed ({status['error']}); "

@@ -209,7 +209,7 @@ def _load_or_make_folds(settings: dict, path: Path) -> pd.DataFrame:
 
 def plan(settings: dict, models: dict, folds: pd.DataFrame, output_dir: Path,
          only: list[int] | None = None) -> list[list[Task]]:
-    """The tasks of ``models``: wave 0 their pretraining stages, wave 1 one final stage per model, fold and seed.
+    """The tasks of ``models``: their pretraining stages, and one final stage per model, fold and seed.
 
     With ``only`` (``--fold``), the final stages of those folds only. Every stage is trained once per seed offset
     (:func:`seed_offsets`), with the config's ``seed`` + offset (a pretrained model's pretraining too).

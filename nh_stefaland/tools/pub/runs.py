@@ -6,7 +6,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
@@ -102,11 +102,13 @@ def _has_epoch_choice(task: Task) -> bool:
             and (task.directory / choice['metrics_file']).is_file())
 
 
-def run_waves(waves: list[list[Task]], jobs: int, progress: tqdm, devices: list[str] = ()) -> dict[Path, dict]:
-    """Run tasks wave after wave; a task whose base failed is marked failed, not run.
+def run_tasks(tasks: list[Task], jobs: int, progress: tqdm, devices: list[str] = ()) -> dict[Path, dict]:
+    """Run the tasks in their order, each once its pretraining (``base``) has finished: a finetuning stage does not
+    wait for other models' runs; a task whose base failed is marked failed, not run.
 
-    With ``jobs`` 1 the tasks run one after the other in this process, otherwise in ``jobs`` worker processes; with
-    ``devices`` each worker trains on its own device (one run per device at a time).
+    With ``jobs`` 1 the tasks run one after the other in this process, otherwise in ``jobs`` worker processes, a task
+    handed to a worker only when one is free; with ``devices`` each worker trains on its own device (one run per
+    device at a time).
 
     Returns
     -------
@@ -114,22 +116,32 @@ def run_waves(waves: list[list[Task]], jobs: int, progress: tqdm, devices: list[
         The status of every task that was run (or could not run), by task directory.
     """
     statuses: dict[Path, dict] = {}
-    if not any(waves):
-        return statuses
+
+    def finish(task: Task, status: dict) -> None:
+        statuses[task.directory] = status
+        progress.set_postfix_str(f"{task.label} {task.name}: {status['state']}")
+        progress.update(1)
+
+    waiting, running = list(tasks), {}
     with workers.pool(jobs, list(devices)) as executor:
-        for wave in waves:
-            runnable = []
-            for task in wave:
+        while waiting or running:
+            unfinished = {task.directory for task in (*waiting, *running.values())}
+            for task in [task for task in waiting if task.base is None or task.base.directory not in unfinished]:
+                if executor is not None and len(running) >= jobs:
+                    break
+                waiting.remove(task)
                 base_status = read_status(task.base.directory) if task.base is not None else None
                 if task.base is not None and (base_status is None or base_status['state'] != 'done'):
-                    statuses[task.directory] = _record_blocked(task, base_status)
-                    progress.update(1)
+                    finish(task, _record_blocked(task, base_status))
+                elif executor is None:
+                    finish(task, run_task(task))
                 else:
-                    runnable.append(task)
-            for task, status in _completed(runnable, executor):
-                statuses[task.directory] = status
-                progress.set_postfix_str(f"{task.label} {task.name}: {status['state']}")
-                progress.update(1)
+                    running[_submit(executor, task)] = task
+            if running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    task = running.pop(future)
+                    finish(task, _result(future, task))
     return statuses
 
 
@@ -260,19 +272,23 @@ def _with_report_metrics(names: list[str]) -> list[str]:
     return names if 'all' in names else list(names) + [m for m in REPORT_METRICS if m not in names]
 
 
-def _completed(tasks: list[Task], executor: ProcessPoolExecutor | None) -> Iterator[tuple[Task, dict]]:
-    """Each task with its status, as it finishes (in this process when there is no executor)."""
-    if executor is None:
-        yield from ((task, run_task(task)) for task in tasks)
-        return
-    futures = {executor.submit(run_task, task): task for task in tasks}
-    for future in as_completed(futures):
-        task = futures[future]
-        try:
-            yield task, future.result()
-        except BrokenProcessPool as error:
-            yield task, _write_status(task, {'state': 'failed', 'error': f"worker process died: {error}"},
-                                      task.directory / LOG_FILE)
+def _submit(executor: ProcessPoolExecutor, task: Task) -> Future:
+    """The future of ``run_task(task)`` in a worker (already failed if the workers are gone)."""
+    try:
+        return executor.submit(run_task, task)
+    except BrokenProcessPool as error:
+        future = Future()
+        future.set_exception(error)
+        return future
+
+
+def _result(future: Future, task: Task) -> dict:
+    """The status a worker returned for ``task``, or a failed one if the worker process died."""
+    try:
+        return future.result()
+    except BrokenProcessPool as error:
+        return _write_status(task, {'state': 'failed', 'error': f"worker process died: {error}"},
+                             task.directory / LOG_FILE)
 
 
 def _record_blocked(task: Task, base_status: dict | None) -> dict:
