@@ -84,6 +84,7 @@ def arm_table(folder: Path, earlier: list[Path] = ()) -> pd.DataFrame:
                'folds': scored['fold'].nunique(), 'seeds': scored['seed'].nunique(),
                'basins': scored['basin'].nunique(),
                'median_nse': float(medians[arm]),
+               'seed_medians': ' '.join(f'{value:.3f}' for value in scored.groupby('seed')['NSE'].median()),
                'minutes_per_run': times['median min per fold'].get(arm, np.nan) if len(times) else np.nan,
                'pretraining_minutes': _pretraining_minutes(arm, settings, runs)}
         for reference in REFERENCES:
@@ -215,18 +216,26 @@ def markdown(table: pd.DataFrame) -> str:
                   'vs LSTM | vs base | min per run | pretraining min |', '|---|---|---|---|---|---|---|---|---|---|']
         for row in rows.itertuples():
             cells = [f'`{row.arm}`', _count(row.pretraining_updates), f'{row.finetune_updates:,}',
-                     f'{row.folds} × {row.seeds}', f'{row.median_nse:.3f}']
+                     f'{row.folds} × {row.seeds}', _median(row)]
             cells += [_cell(row, reference) for reference in REFERENCES]
             cells += [_number(row.minutes_per_run), _number(row.pretraining_minutes)]
             lines.append('| ' + ' | '.join(cells) + ' |')
         lines.append('')
-    lines.append('Differences: median over held-out basins of the per-basin NSE difference (arm − reference), 95 % '
-                 'interval resampling folds and seeds, share of basins where the arm is better.')
+    lines.append('Median NSE: over the held-out basins of each basin\'s mean over seeds (in brackets, with several '
+                 'seeds: the median of each seed). Differences: median over held-out basins of the per-basin NSE '
+                 'difference (arm − reference), 95 % interval resampling folds and seeds, share of basins where the '
+                 'arm is better.')
     if (table['folds'] < 5).any():
         lines[-1] += (' With fewer than 5 folds the interval resamples only those folds: it shows how much the folds '
                       'differ, not a 95 % interval, and leaves out the run-to-run noise of one seed.')
     lines += [DATA, '']
     return '\n'.join(lines)
+
+
+def _median(row) -> str:
+    """The median NSE, and with several seeds each seed's median in brackets."""
+    seeds = getattr(row, 'seed_medians', np.nan)
+    return f'{row.median_nse:.3f}' + (f' ({seeds})' if row.seeds > 1 and isinstance(seeds, str) else '')
 
 
 def _count(value) -> str:
