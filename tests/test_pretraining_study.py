@@ -90,7 +90,8 @@ def test_confirmation_folders_are_their_own_stage_with_a_per_fold_plot(tmp_path)
     assert set(screening['stage']) == {'screening'} and set(confirmation['stage']) == {'confirmation'}
     text = summarise.markdown(pd.concat([confirmation, screening], ignore_index=True))
     assert text.index('### Confirmation, train fraction 0.1') < text.index('### Screening, train fraction 0.1')
-    summarise.plot_confirmation_folds([tmp_path / 'confirm_0.1'], tmp_path / 'folds.png')
+    summarise.plot_confirmation_folds({0.1: summarise.scores(tmp_path / 'confirm_0.1'),
+                                       1.0: summarise.scores(tmp_path / 'fraction_0.1')}, tmp_path / 'folds.png')
     assert (tmp_path / 'folds.png').read_bytes()[:4] == b'\x89PNG'
     with pytest.raises(ValueError, match='fraction_<F> or confirm_<F>'):
         summarise.stage(tmp_path / 'study_0.1')

@@ -292,12 +292,13 @@ def plot_train_fraction(table: pd.DataFrame, path: Path) -> None:
             'Few gauges (PUB folds of 382 CAMELS-US basins)')
 
 
-def plot_confirmation_folds(folders: list[Path], path: Path, earlier: list[Path] = ()) -> None:
-    """Per confirmation folder (train fraction) one panel: each arm's median held-out NSE per fold, a marker at the
-    mean over seeds and a bar over the range of the seeds (with the scores of ``earlier`` reports, :func:`scores`)."""
-    figure, axes = plt.subplots(1, len(folders), figsize=(7 * len(folders), 4.5), squeeze=False)
-    for axis, folder in zip(axes[0], folders):
-        per_basin = scores(folder, earlier)
+def plot_confirmation_folds(panels: dict[float, pd.DataFrame], path: Path) -> None:
+    """Per train fraction of the confirmation one panel from its per-basin scores (:func:`scores`): each arm's median
+    held-out NSE per fold, a marker at the mean over seeds and a bar over the range of the seeds."""
+    figure, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.5), squeeze=False)
+    shown = set().union(*(per_basin['model'] for per_basin in panels.values()))
+    colours = {arm: f'C{index}' for index, arm in enumerate(arm for arm in ARMS if arm in shown)}  # same in each panel
+    for axis, (fraction, per_basin) in zip(axes[0], sorted(panels.items())):
         medians = per_basin.groupby(['model', 'fold', 'seed'])['NSE'].median().groupby(['model', 'fold'])
         spread = pd.DataFrame({'mean': medians.mean(), 'low': medians.min(), 'high': medians.max()}).reset_index()
         arms = [arm for arm in ARMS if arm in set(spread['model'])]
@@ -305,8 +306,7 @@ def plot_confirmation_folds(folders: list[Path], path: Path, earlier: list[Path]
             rows = spread[spread['model'] == arm]
             x = rows['fold'] + (index - (len(arms) - 1) / 2) * 0.12
             axis.errorbar(x, rows['mean'], yerr=[rows['mean'] - rows['low'], rows['high'] - rows['mean']], fmt='o',
-                          capsize=3, label=arm, color=f'C{index}')
-        fraction = json.loads((folder / 'pub.json').read_text()).get('train_fraction', 1.0)
+                          capsize=3, label=arm, color=colours[arm])
         axis.set_xticks(sorted(spread['fold'].unique()))
         _label(axis, 'PUB fold (about 76 held-out basins each)',
                f'Confirmation, train fraction {fraction:g}: mean and range over {per_basin["seed"].nunique()} seed(s)')
@@ -369,9 +369,13 @@ def main() -> int:
     if len(crossed):
         plot_train_fraction(crossed, args.output / 'train_fraction.png')
         written.append('train_fraction.png')
-    confirmations = [folder for folder in folders if stage(folder) == 'confirmation']
-    if confirmations:
-        plot_confirmation_folds(confirmations, args.output / 'confirmation_folds.png', args.scores)
+    panels = {_train_fraction(folder): scores(folder, args.scores) for folder in folders
+              if stage(folder) == 'confirmation'}
+    for path in args.scores:  # a committed report whose runs are gone still has its panel
+        if stage(path.parent) == 'confirmation' and _train_fraction(path.parent) not in panels:
+            panels[_train_fraction(path.parent)] = _arm_scores(path)
+    if panels:
+        plot_confirmation_folds(panels, args.output / 'confirmation_folds.png')
         written.append('confirmation_folds.png')
     print(f"Wrote {', '.join(written)} to {args.output}")
     return 0
