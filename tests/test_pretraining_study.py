@@ -119,7 +119,7 @@ def test_scores_of_an_earlier_report_join_the_folder_of_their_stage_and_fraction
     folder = _pub_output(tmp_path / 'runs' / 'confirm_0.1', seeds=('1', '2'))
     per_basin = summarise.scores(folder, [earlier, _committed(_pub_output(tmp_path / 'committed' / 'fraction_0.1'))])
     assert sorted(per_basin['seed'].unique()) == ['0', '1', '2'] and len(per_basin) == 3 * 12  # not the screening's
-    table = summarise.arm_table(folder, [earlier])
+    table = summarise.arm_table(folder, summarise.scores(folder, [earlier]))
     assert '| `base` | 1,000 | 800 | 2 × 3 | 0.535 (0.525 0.535 0.545) |' in summarise.markdown(table)
     base = table.set_index('arm').loc['base']
     assert base['seeds'] == 3 and base['median_nse'] == pytest.approx(0.535)  # seed means: +0.01 on average

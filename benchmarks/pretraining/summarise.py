@@ -68,10 +68,10 @@ def pretraining_updates(arm: str) -> int | None:
     return changes['epochs'] * changes['max_updates_per_epoch']
 
 
-def arm_table(folder: Path, earlier: list[Path] = ()) -> pd.DataFrame:
-    """One row per arm finished in one ``fraction_<F>`` or ``confirm_<F>`` folder (with the scores of ``earlier``
-    reports of its stage and train fraction, :func:`scores`)."""
-    per_basin = scores(folder, earlier)
+def arm_table(folder: Path, per_basin: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per arm finished in one ``fraction_<F>`` or ``confirm_<F>`` folder, from its per-basin scores
+    (:func:`scores`, the folder's own when None)."""
+    per_basin = scores(folder) if per_basin is None else per_basin
     runs = run_statuses(folder)
     times = run_times(runs)  # minutes per model: median of its fold runs
     settings = json.loads((folder / SETTINGS_FILE).read_text())
@@ -130,10 +130,10 @@ def _complete_seeds(per_basin: pd.DataFrame, folder: Path) -> pd.DataFrame:
     runs = per_basin[['model', 'fold', 'seed']].drop_duplicates()
     folds = runs.groupby('model')['fold'].nunique()
     covered = runs.groupby(['model', 'seed'])['fold'].nunique()
-    partial = [(model, seed) for (model, seed), n in covered.items() if n < folds[model]]
-    for model, seed in partial:
+    partial = {(model, seed) for (model, seed), n in covered.items() if n < folds[model]}
+    for model, seed in sorted(partial):
         print(f"{folder}: seed {seed} of {model} left out, it covers {covered[model, seed]} of {folds[model]} folds.")
-    keep = [(model, seed) not in set(partial) for model, seed in zip(per_basin['model'], per_basin['seed'])]
+    keep = [(model, seed) not in partial for model, seed in zip(per_basin['model'], per_basin['seed'])]
     return per_basin[keep].reset_index(drop=True)
 
 
@@ -355,7 +355,8 @@ def main() -> int:
     if not folders:
         parser.error(f"{args.runs} holds no fraction_<F>/ or confirm_<F>/ with report/summary.csv: run study.py "
                      f"first.")
-    table = with_earlier_rows(pd.concat([arm_table(folder, args.scores) for folder in folders], ignore_index=True),
+    scored = {folder: scores(folder, args.scores) for folder in folders}  # each folder's scores, read once
+    table = with_earlier_rows(pd.concat([arm_table(folder, scored[folder]) for folder in folders], ignore_index=True),
                               args.output / 'arms.csv')
     args.output.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.output / 'arms.csv', index=False)
@@ -369,8 +370,7 @@ def main() -> int:
     if len(crossed):
         plot_train_fraction(crossed, args.output / 'train_fraction.png')
         written.append('train_fraction.png')
-    panels = {_train_fraction(folder): scores(folder, args.scores) for folder in folders
-              if stage(folder) == 'confirmation'}
+    panels = {_train_fraction(folder): scored[folder] for folder in folders if stage(folder) == 'confirmation'}
     for path in args.scores:  # a committed report whose runs are gone still has its panel
         if stage(path.parent) == 'confirmation' and _train_fraction(path.parent) not in panels:
             panels[_train_fraction(path.parent)] = _arm_scores(path)
