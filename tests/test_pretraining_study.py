@@ -125,6 +125,10 @@ def test_scores_of_an_earlier_report_join_the_folder_of_their_stage_and_fraction
     assert base['seeds'] == 3 and base['median_nse'] == pytest.approx(0.535)  # seed means: +0.01 on average
     assert base['seed_medians'] == '0.525 0.535 0.545'
     assert base['vs_scratch'] == pytest.approx(0.1)
+    # an arm without seed 0 is compared with seeds 1 and 2 of the other, not with its three-seed mean (0.095)
+    one_short = summarise.scores(folder, [earlier]).query("not (model == 'scratch' and seed == '0')")
+    table = summarise.arm_table(folder, one_short).set_index('arm')
+    assert table.loc['base', 'vs_scratch'] == pytest.approx(0.1) and table.loc['scratch', 'seeds'] == 2
 
     # a seed that stopped part-way is left out, not the basins of the folds it lacks
     partial = pd.read_csv(folder / 'report' / 'per_basin.csv', dtype={'seed': str})

@@ -13,7 +13,7 @@ together.
     python benchmarks/pretraining/summarise.py --scores benchmarks/pretraining/confirm_0.1/per_basin.csv
 
 Medians and paired differences are pub's (:mod:`nh_stefaland.tools.pub.stats`: per-basin seed means, intervals
-resampling folds and seeds), computed per pair of arm and reference.
+resampling folds and seeds), computed per pair of arm and reference on the seeds both ran.
 
 - ``arms.csv``: per stage (screening, confirmation), train fraction and arm, the held-out median NSE, the paired
   median NSE difference to StefaLand from scratch, to NH's LSTM and to the base recipe (95 % interval over folds and
@@ -197,9 +197,11 @@ def _pretraining_minutes(arm: str, settings: dict, runs: list[tuple[Path, dict]]
 
 
 def _difference(per_basin: pd.DataFrame, arm: str, reference: str) -> dict:
-    """Paired median NSE difference arm − reference with its interval and share better ({} cells NaN if absent)."""
+    """Paired median NSE difference arm − reference with its interval and share better ({} cells NaN if absent), on
+    the seeds both ran: an arm run with one seed is compared with that seed of the reference, not with its mean."""
     keys = [f'vs_{reference}', f'vs_{reference}_low', f'vs_{reference}_high', f'vs_{reference}_share_better']
-    pair = per_basin[per_basin['model'].isin([arm, reference])]
+    seeds = [set(per_basin.loc[per_basin['model'] == model, 'seed']) for model in (arm, reference)]
+    pair = per_basin[per_basin['model'].isin([arm, reference]) & per_basin['seed'].isin(seeds[0] & seeds[1])]
     if arm == reference or reference not in set(pair['model']):
         return dict.fromkeys(keys, np.nan)
     ordered = pd.concat([pair[pair['model'] == arm], pair[pair['model'] == reference]])  # compare_pairs: a − b
@@ -223,8 +225,8 @@ def markdown(table: pd.DataFrame) -> str:
         lines.append('')
     lines.append('Median NSE: over the held-out basins of each basin\'s mean over seeds (in brackets, with several '
                  'seeds: the median of each seed). Differences: median over held-out basins of the per-basin NSE '
-                 'difference (arm − reference), 95 % interval resampling folds and seeds, share of basins where the '
-                 'arm is better.')
+                 'difference (arm − reference) on the folds and seeds both ran, 95 % interval resampling folds and '
+                 'seeds, share of basins where the arm is better.')
     if (table['folds'] < 5).any():
         lines[-1] += (' With fewer than 5 folds the interval resamples only those folds: it shows how much the folds '
                       'differ, not a 95 % interval, and leaves out the run-to-run noise of one seed.')
