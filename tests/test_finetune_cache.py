@@ -90,11 +90,28 @@ def test_the_cache_holds_exactly_the_grid_windows(pretrained, tmp_path):
         if int((dates[end] - dates[seq_length - 1]) / np.timedelta64(1, 'D')) % 3 == 0:
             expected.append((basin, dates[end]))
     found = [(dataset.lookup_table[item][0], cache[row]['date'][-1]) for row, item in enumerate(cache.windows)]
-    assert found == expected and len(cache) == len(expected) < len(dataset)
+    assert found == expected and len(cache.windows) == len(expected) < len(dataset)
     assert cache.states.shape == (len(expected), seq_length + 1, trainer.cfg.stefaland_d_model)
-    for row in (0, len(cache) // 2, len(cache) - 1):
+    for row in (0, len(expected) // 2, len(expected) - 1):
         sample = cache.dataset.collate_fn([cache[row]])
         assert torch.allclose(trainer.model.encode(sample)[0], cache.states[row], atol=1e-5)
+
+
+def test_an_epoch_on_cached_states_has_the_updates_of_nhs_epoch(pretrained, tmp_path):
+    """The same epochs and max_updates_per_epoch give the same updates with and without the cache; the epoch draws
+    every grid window, each as often as the others (±1)."""
+    cached = _trainer(pretrained, tmp_path / 'cached', batch_size=4)
+    plain = _trainer(pretrained, tmp_path / 'plain', batch_size=4, stefaland_cache_states=False)
+    cache = cached.loader.dataset
+    assert len(cached.loader) == len(plain.loader) == -(-len(plain.loader.dataset) // 4)
+    assert len(cache) == len(plain.loader.dataset) > 2 * len(cache.windows)
+    drawn = np.zeros(len(cache.windows), dtype=int)
+    for item in range(len(cache)):
+        sample = cache[item]
+        row, = (cache.states == sample['encoder_states']).flatten(1).all(1).nonzero()[:, 0].tolist()
+        assert sample['date'][-1] == cache.dataset[cache.windows[row]]['date'][-1]  # the window of those states
+        drawn[row] += 1
+    assert drawn.min() > 0 and drawn.max() - drawn.min() <= 1
 
 
 def test_a_finetuning_on_cached_states_trains_and_evaluates(pretrained, tmp_path, caplog):

@@ -5,7 +5,10 @@ last day lies on a grid, every ``stefaland_cache_stride`` days from each basin's
 first epoch, the frozen tokens and encoder run once over all grid windows (eval mode, no gradients, batched) and
 their states [N, T+1, D] stay in memory in ``stefaland_cache_dtype``. Each training sample then carries its
 window's states as ``encoder_states`` in NH's batch, and the model's forward takes them instead of running tokens
-and encoder: an update costs the adapter, decoder and head only. Validation and evaluation do not use the cache.
+and encoder: an update costs the adapter, decoder and head only. An epoch keeps the length of NH's (one draw per
+window of NH's dataset, each drawing a grid window, every grid window equally often), so ``epochs`` and
+``max_updates_per_epoch`` give the same number of updates with and without the cache. Validation and evaluation do
+not use the cache.
 Under ``torchrun`` every process computes the states of all grid windows (its sampler draws from all of them).
 """
 import logging
@@ -64,6 +67,9 @@ def grid_windows(dataset: BaseDataset, stride: int, seq_length: int) -> list[int
 class CachedStates(Dataset):
     """NH's training dataset restricted to the grid windows; each sample also holds its window's encoder states.
 
+    Its length is NH's dataset's: item ``i`` is grid window ``i mod N``, so a shuffled epoch has as many updates as
+    NH's and draws each of the N grid windows equally often (±1).
+
     Parameters
     ----------
     dataset : BaseDataset
@@ -83,13 +89,14 @@ class CachedStates(Dataset):
         self.states: torch.Tensor | None = None  # [N, T+1, D] once filled
 
     def __len__(self) -> int:
-        return len(self.windows)
+        return len(self.dataset)
 
     def __getitem__(self, item: int) -> dict:
-        """NH's sample of the ``item``-th grid window plus its ``encoder_states`` [T+1, D] (a copy, so that loader
+        """NH's sample of grid window ``item mod N`` plus its ``encoder_states`` [T+1, D] (a copy, so that loader
         workers send a small tensor, not the cache)."""
-        sample = self.dataset[self.windows[item]]
-        sample['encoder_states'] = self.states[item].clone()
+        row = item % len(self.windows)
+        sample = self.dataset[self.windows[row]]
+        sample['encoder_states'] = self.states[row].clone()
         return sample
 
     def __getattr__(self, name: str):
@@ -118,7 +125,7 @@ class CachedStates(Dataset):
         LOGGER.info(f"Caching the frozen encoder's states of {shape[0]} training windows (ends every {self.stride} "
                     f"days; NH's dataset has {len(self.dataset)}): {' × '.join(map(str, shape))} in "
                     f"{str(self.dtype).removeprefix('torch.')} = {_size(shape[0] * window)} in memory, "
-                    f"{_size(365 / self.stride * window)} per basin-year. {_budget(cfg, shape[0])}")
+                    f"{_size(365 / self.stride * window)} per basin-year. {_budget(cfg, len(self), shape[0])}")
         self.states = torch.empty(shape, dtype=self.dtype)
         loader = DataLoader(Subset(self.dataset, self.windows), batch_size=cfg.batch_size,
                             num_workers=cfg.num_workers, collate_fn=self.dataset.collate_fn)
@@ -132,9 +139,10 @@ class CachedStates(Dataset):
         model.train(was_training)
 
 
-def _budget(cfg: Config, windows: int) -> str:
-    """How often the run draws each cached window, judged by its epochs, updates per epoch and batch size."""
-    updates = -(-windows // cfg.batch_size)
+def _budget(cfg: Config, epoch: int, windows: int) -> str:
+    """How often the run draws each of the ``windows`` cached windows, judged by its epochs, updates per epoch (at
+    most an ``epoch`` of draws) and batch size."""
+    updates = -(-epoch // cfg.batch_size)
     if cfg.max_updates_per_epoch is not None:
         updates = min(updates, cfg.max_updates_per_epoch)
     drawn = cfg.epochs * updates * cfg.batch_size
