@@ -63,6 +63,8 @@ ARMS = {
     # pretraining as an initialisation: the whole model trains as from scratch, starting from the pretrained encoder
     'base_unfrozen': ('stefaland_finetune.yml', 'base',
                       {'finetune_modules': ['tokens', 'encoder', 'adapter', 'decoder', 'head']}, 800),
+    # the cache's control: base finetuned on every window, the frozen encoder computed at every update
+    'base_uncached': ('stefaland_finetune.yml', 'base', {'stefaland_cache_states': False}, 800),
     # diagnostics: without the adapter's residual branch the decoder reads nothing but the frozen encoder's states
     'base_no_adapter': ('stefaland_finetune.yml', 'base',
                         {'stefaland_cache_states': True, 'stefaland_adapter': 'none'}, 800),
