@@ -113,8 +113,11 @@ def scores(folder: Path, earlier: list[Path] = ()) -> pd.DataFrame:
         rows = _arm_scores(path)
         days = pd.concat([frame.groupby('basin')['days'].first() for frame in (per_basin, rows)], axis=1).dropna()
         if (days.iloc[:, 0] != days.iloc[:, 1]).any():
-            raise ValueError(f"{path}: scored on other days than {folder}'s runs "
-                             f"(e.g. basin {days.index[days.iloc[:, 0] != days.iloc[:, 1]][0]}).")
+            basin = days.index[days.iloc[:, 0] != days.iloc[:, 1]][0]
+            raise ValueError(f"{path}: scored on other days than {folder}'s runs (e.g. basin {basin}: "
+                             f"{int(days.loc[basin].iloc[1])} against {int(days.loc[basin].iloc[0])} days). pub scores "
+                             "every model on the days all models of the folder predict, and NH's tester predicts "
+                             "fewer days than StefaLand's: run an LSTM arm of the earlier report in the folder too.")
         keys = ['model', 'fold', 'seed']
         have = set(map(tuple, per_basin[keys].drop_duplicates().to_numpy()))
         new = rows[[key not in have for key in map(tuple, rows[keys].to_numpy())]]
