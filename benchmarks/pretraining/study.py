@@ -55,6 +55,7 @@ ARMS = {
     'dual_residual': ('stefaland_finetune.yml', 'base',
                       {'stefaland_cache_states': True, 'stefaland_adapter': 'dual_residual'}, 800),
     'random_encoder': ('stefaland_finetune.yml', 'random', {'stefaland_cache_states': True}, 800),
+    'random_3200': ('stefaland_finetune.yml', 'random', {'stefaland_cache_states': True}, 3200),  # base_3200's control
     'lr_warmup': ('stefaland_finetune.yml', 'lr_warmup', {'stefaland_cache_states': True}, 800),
     'long_3k': ('stefaland_finetune.yml', 'long_3k', {'stefaland_cache_states': True}, 800),
     'mask_uniform': ('stefaland_finetune.yml', 'mask_uniform', {'stefaland_cache_states': True}, 800),
