@@ -112,8 +112,9 @@ def scores(folder: Path, earlier: list[Path] = ()) -> pd.DataFrame:
             raise ValueError(f"{path}: its folds ({path.parent / FOLDS_FILE}) are not those of {folder}.")
         rows = _arm_scores(path)
         days = pd.concat([frame.groupby('basin')['days'].first() for frame in (per_basin, rows)], axis=1).dropna()
-        if (days.iloc[:, 0] != days.iloc[:, 1]).any():
-            basin = days.index[days.iloc[:, 0] != days.iloc[:, 1]][0]
+        differ = days.index[days.iloc[:, 0] != days.iloc[:, 1]]
+        if len(differ):
+            basin = differ[0]
             raise ValueError(f"{path}: scored on other days than {folder}'s runs (e.g. basin {basin}: "
                              f"{int(days.loc[basin].iloc[1])} against {int(days.loc[basin].iloc[0])} days). pub scores "
                              "every model on the days all models of the folder predict, and NH's tester predicts "
