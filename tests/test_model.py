@@ -48,21 +48,6 @@ def test_dynamic_inputs_are_read_by_name(get_config):
         torch.testing.assert_close(model({**batch, 'x_d': reordered})['y_hat'], model(batch)['y_hat'])
 
 
-def test_nan_inputs_give_finite_predictions_through_the_mask_vectors(get_config):
-    model = get_model(get_config('caravan_sample')).eval()
-    batch = _batch(model)
-    batch['x_d']['total_precipitation_sum'][0, 5:15] = float('nan')
-    batch['x_d']['temperature_2m_mean'][1] = float('nan')
-    batch['x_s'][1, 0] = float('nan')
-    with torch.no_grad():
-        y_hat = model(batch)['y_hat']
-        assert torch.isfinite(y_hat).all()
-        model.tokens.dynamic.mask_vectors[0] += 1.0
-        changed = model(batch)['y_hat']
-    assert not torch.allclose(changed[0], y_hat[0])
-    torch.testing.assert_close(changed[1], y_hat[1])  # sample 1 has no missing precipitation
-
-
 def test_paper_size_is_reachable(get_config):
     cfg = get_config('caravan_sample', seq_length=365, stefaland_d_model=256, stefaland_nheads=4,
                      stefaland_dim_feedforward=512, stefaland_nlayers=4, hidden_size=256)

@@ -100,6 +100,12 @@ class Settings:
                                         "drawn uniformly between this and `stefaland_mask_ratio`, so that "
                                         "pretraining also sees the nearly visible inputs of prediction.",
                                         kind=(int, float, type(None)), minimum=0.0, maximum=1.0)
+    input_mask_ratio: float = _key(0.0, "Supervised training: largest share of each dynamic input's days (in spans "
+                                   "of `stefaland_mask_min_days`…`stefaland_mask_max_days`) and of the attributes "
+                                   "hidden behind their mask vectors per window, each window drawing its share up to "
+                                   "this, so that the mask vectors learn to stand in for missing inputs (0: they stay "
+                                   "untrained and a window with a missing input predicts NaN).",
+                                   minimum=0.0, maximum=0.5)
     mask_min_days: int = _key(30, "Shortest masked window of a dynamic variable, in days.", minimum=1)
     mask_max_days: int = _key(90, "Longest masked window of a dynamic variable, in days.", minimum=1)
     static_mask_ratio: float = _key(0.5, "Share of the maskable static attributes hidden at least per sample in "

@@ -18,6 +18,7 @@ from nh_stefaland.model.adapters import ADAPTERS, get_adapter, get_decoder
 from nh_stefaland.model.checks import check_model_options, check_stage, encoder_variables
 from nh_stefaland.model.encoder import Encoder
 from nh_stefaland.model.masking import attribute_group_ids, group_mask, span_lengths, window_mask
+from nh_stefaland.model.missing import MissingPolicy, hide_invalid, input_masks, valid_days
 from nh_stefaland.model.reconstruction import ReconstructionDecoder, ReconstructionHead
 from nh_stefaland.model.settings import STAGE_PARTS, Settings
 from nh_stefaland.model.tokens import InputTokens
@@ -69,6 +70,12 @@ class StefaLand(BaseModel):
         # x_s column of each encoder attribute; one past the last column (a NaN pad) for attributes not loaded
         self._attribute_columns = [self.static_attributes.index(a) if a in self.static_attributes
                                    else len(self.static_attributes) for a in self.encoder_attributes]
+        # encoder mask column of each task input and attribute; one past the last (never hidden) for the others
+        self._input_mask_columns = [self.encoder_inputs.index(v) if v in self.encoder_inputs
+                                    else len(self.encoder_inputs) for v in self.dynamic_inputs]
+        self._attribute_mask_columns = [self.encoder_attributes.index(a) if a in self.encoder_attributes
+                                        else len(self.encoder_attributes) for a in self.static_attributes]
+        self.missing_policy = MissingPolicy.from_settings(settings, cfg.seq_length)
         self._warn_about_absent_encoder_variables()
 
         self.tokens = InputTokens(n_dynamic=len(self.encoder_inputs), n_static=len(self.encoder_attributes),
@@ -83,6 +90,7 @@ class StefaLand(BaseModel):
         if self.stage == 'pretrain':
             self._warn_about_masking(settings, cfg.seq_length)
         if self.stage != 'pretrain':
+            LOGGER.info(f"Missing inputs: {self.missing_policy.describe()}.")
             self.adapter = get_adapter(settings.adapter, n_inputs=len(self.dynamic_inputs),
                                        n_attributes=len(self.static_attributes), d_model=settings.d_model,
                                        kernel_size=settings.adapter_kernel_size)
@@ -124,16 +132,27 @@ class StefaLand(BaseModel):
         dict[str, torch.Tensor]
             Pretraining: see :meth:`reconstruct`. Otherwise ``y_hat`` [B, T, n_out] (plus the head's other outputs),
             ``embedding`` [B, T, D] (daily encoder state plus static state) and ``decoder_output`` [B, T, H].
+            ``y_hat`` (``mu`` for probabilistic heads) is NaN on the days :meth:`valid_days` rejects.
         """
         if self.stage == 'pretrain':
             return self.reconstruct(data)
-        states = self._states(data)  # [B, T+1, D]
+        dynamic, static = self._gather_encoder_inputs(data)  # [B, T, F], [B, C]
+        dynamic_mask, static_mask = self._hidden_inputs(dynamic, static)  # [B, T, F], [B, C]
+        states = self._states(data, dynamic, dynamic_mask, static, static_mask)  # [B, T+1, D]
         embedding = states[:, :-1] + states[:, -1:]  # [B, T, D]
-        inputs, attributes = self._gather_task_inputs(data)  # [B, T, F_a], [B, C_a]
+        inputs, attributes = self._gather_task_inputs(data, dynamic_mask, static_mask)  # [B, T, F_a], [B, C_a]
         decoder_output = self.decoder(self.adapter(embedding, inputs, attributes))  # [B, T, H]
         prediction = {'embedding': embedding, 'decoder_output': decoder_output}
         prediction.update(self.head(self._head_input(self.dropout(decoder_output), data)))
-        return prediction
+        return hide_invalid(prediction, self.valid_days(data))
+
+    def valid_days(self, data: dict) -> torch.Tensor:
+        """Bool [B, T]: the days the model predicts; NaN elsewhere, where missing inputs would make it invent flows.
+
+        See :mod:`nh_stefaland.model.missing` for the policy, which depends on whether the mask vectors were trained.
+        """
+        dynamic = torch.cat([data['x_d'][name] for name in self.dynamic_inputs], dim=-1)  # [B, T, F_a]
+        return valid_days(torch.isnan(dynamic), torch.isnan(self._static(data)), self.missing_policy)
 
     def reconstruct(self, data: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Mask the encoder inputs as in pretraining and reconstruct them.
@@ -217,14 +236,22 @@ class StefaLand(BaseModel):
                     f"{', '.join(TASK_PARTS)} start from their initialisation ({len(result.missing_keys)} tensors).")
         return result
 
-    def _states(self, data: dict) -> torch.Tensor:
-        """The batch's ``encoder_states`` [B, T+1, D] in float32 when it carries them, else :meth:`encode`'s.
+    def _hidden_inputs(self, dynamic: torch.Tensor, static: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Masks [B, T, F], [B, C] of the encoder inputs: missing values, plus random ones in supervised training
+        with ``stefaland_input_mask_ratio``."""
+        if self.training and self.stage == 'supervised' and self.settings.input_mask_ratio > 0:
+            return input_masks(dynamic, static, self.settings)
+        return torch.isnan(dynamic), torch.isnan(static)
+
+    def _states(self, data: dict, dynamic: torch.Tensor, dynamic_mask: torch.Tensor, static: torch.Tensor,
+                static_mask: torch.Tensor) -> torch.Tensor:
+        """The batch's ``encoder_states`` [B, T+1, D] in float32 when it carries them, else the encoder's.
 
         NH's UMAL hook repeats the batch's inputs n_taus times along B; the cached states follow.
         """
         cached = data.get('encoder_states')
         if cached is None:
-            return self.encode(data)
+            return self._encode(dynamic, dynamic_mask, static, static_mask)
         states, repeats = cached.float(), next(iter(data['x_d'].values())).shape[0] // cached.shape[0]
         return states.repeat(repeats, 1, 1) if repeats > 1 else states  # [B, T+1, D]
 
@@ -244,10 +271,17 @@ class StefaLand(BaseModel):
         padded = torch.cat([static, torch.full_like(static[:, :1], float('nan'))], dim=1)  # [B, C_a+1]
         return dynamic, padded[:, self._attribute_columns]
 
-    def _gather_task_inputs(self, data: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """All dynamic inputs in ``dynamic_inputs`` order [B, T, F_a] and all attributes [B, C_a], NaN as 0."""
+    def _gather_task_inputs(self, data: dict, dynamic_mask: torch.Tensor,
+                            static_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """All dynamic inputs in ``dynamic_inputs`` order [B, T, F_a] and all attributes [B, C_a]; missing values and
+        those hidden from the encoder (``dynamic_mask`` [B, T, F], ``static_mask`` [B, C]) as 0."""
         dynamic = torch.cat([data['x_d'][name] for name in self.dynamic_inputs], dim=-1)  # [B, T, F_a]
-        return dynamic.nan_to_num(0.0), self._static(data).nan_to_num(0.0)
+        static = self._static(data)  # [B, C_a]
+        dynamic_hidden = torch.cat([dynamic_mask, torch.zeros_like(dynamic_mask[..., :1])], dim=-1)
+        static_hidden = torch.cat([static_mask, torch.zeros_like(static_mask[:, :1])], dim=-1)
+        dynamic = dynamic.masked_fill(dynamic_hidden[..., self._input_mask_columns], 0.0)
+        static = static.masked_fill(static_hidden[:, self._attribute_mask_columns], 0.0)
+        return dynamic.nan_to_num(0.0), static.nan_to_num(0.0)
 
     def _head_input(self, features: torch.Tensor, data: dict) -> torch.Tensor:
         """The head's input: ``features`` [B, T, H] (D for the linear probe); UMAL's also holds tau [B, T, H+1].
