@@ -9,8 +9,9 @@ policy below therefore depends on whether they were trained:
   bidirectional window; in a causal one, the days from the first missing one on), as NH's LSTM gives NaN after a
   missing input; a missing attribute makes the whole window NaN;
 - **trained**: a day is NaN when a variable is missing for longer than the longest span training hid (the day lies
-  in a longer gap), and the whole window is NaN when it misses a larger share of a variable's days than training
-  hid; missing attributes are predicted through their mask vectors.
+  in a longer gap; a gap that reaches the window's first or last day may go on outside it and counts as longer),
+  and the whole window is NaN when it misses a larger share of a variable's days than training hid; missing
+  attributes are predicted through their mask vectors.
 
 Masks are bool, True = hidden (missing or masked); validity is bool, True = the model predicts the day.
 """
@@ -149,14 +150,18 @@ def input_masks(dynamic: torch.Tensor, static: torch.Tensor, settings: Settings,
 
 
 def _in_run_longer_than(missing: torch.Tensor, limit: int) -> torch.Tensor:
-    """Bool [B, T, F]: True where a value lies in a run of more than ``limit`` consecutive missing days."""
+    """Bool [B, T, F]: True where a value lies in a run of more than ``limit`` consecutive missing days.
+
+    A run that reaches the first or last day of the window may go on outside it: its length is unknown, and it
+    counts as longer than ``limit``.
+    """
     length, span = missing.shape[1], limit + 1
-    if length < span:
-        return torch.zeros_like(missing)
-    counts = torch.nn.functional.pad(missing.long().cumsum(dim=1), (0, 0, 1, 0))  # [B, T+1, F]
-    full = (counts[:, span:] - counts[:, :-span]) == span  # [B, T−limit, F]: days s…s+limit all missing
-    full = torch.nn.functional.pad(full.long(), (0, 0, 0, limit))  # [B, T, F]
-    starts = torch.nn.functional.pad(full.cumsum(dim=1), (0, 0, 1, 0))  # [B, T+1, F]: runs starting before t
-    # day t lies in such a run if one starts at some s in [t−limit, t]
-    first = (torch.arange(length, device=missing.device) - limit).clamp(min=0)
-    return (starts[:, 1:] - starts[:, first]) > 0
+    edge = torch.ones_like(missing[:, :1]).expand(-1, span, -1)  # [B, limit+1, F]
+    padded = torch.cat([edge, missing, edge], dim=1)  # [B, T+2·span, F]
+    counts = torch.nn.functional.pad(padded.long().cumsum(dim=1), (0, 0, 1, 0))  # [B, T+2·span+1, F]
+    full = (counts[:, span:] - counts[:, :-span]) == span  # [B, T+span+1, F]: days s…s+limit all missing
+    full = torch.nn.functional.pad(full.long(), (0, 0, 0, limit))  # [B, T+2·span, F]
+    starts = torch.nn.functional.pad(full.cumsum(dim=1), (0, 0, 1, 0))  # [B, T+2·span+1, F]: runs starting before t
+    # padded day t lies in such a run if one starts at some s in [t−limit, t]
+    days = torch.arange(span, span + length, device=missing.device)  # the window's days in the padded series
+    return (starts[:, days + 1] - starts[:, days - limit]) > 0

@@ -110,10 +110,15 @@ def _wrap_get_tester(original: Callable) -> Callable:
 
             return ReconstructionTester(cfg=cfg, run_dir=run_dir, period=period, init_model=init_model)
         if is_stefaland(cfg):
-            from nh_stefaland.nh import strided_tester
+            from nh_stefaland.model.missing import MissingPolicy
+            from nh_stefaland.model.settings import Settings
+            from nh_stefaland.nh import nan_report, strided_tester
 
-            if strided_tester.strides_evaluation(cfg):
-                return strided_tester.get_tester(cfg, run_dir, period, init_model)
+            tester = (strided_tester.get_tester(cfg, run_dir, period, init_model)
+                      if strided_tester.strides_evaluation(cfg)
+                      else original(cfg=cfg, run_dir=run_dir, period=period, init_model=init_model))
+            return nan_report.reporting(tester, lambda: MissingPolicy.from_settings(
+                Settings.from_config(cfg), cfg.seq_length).describe())
         return original(cfg=cfg, run_dir=run_dir, period=period, init_model=init_model)
 
     return get_tester

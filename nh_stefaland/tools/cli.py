@@ -11,6 +11,9 @@ COMMANDS = {
     'pretrained': ('nh_stefaland.tools.pretrained', "The pretrained encoders shipped with the package: inputs, attributes, "
                    "periods, size; finetune one with base_run_dir: stefaland:<name>."),
     'embed': ('nh_stefaland.tools.embed', "Per-basin (and, with --daily, per-day) encoder embeddings of a run as NetCDF."),
+    'predict': ('nh_stefaland.tools.predict.cli', "Daily streamflow for basins without a gauge from one run or an "
+                "ensemble (run folders or a pub output), with spread, quantiles, input coverage and an attribute "
+                "distance to the training basins, as one NetCDF file."),
 }
 
 
