@@ -16,6 +16,7 @@ from nh_stefaland.nh.strided_tester import (StridedRegressionTester, StridedUnce
 
 PREDICT_LAST_N = 10
 # the sample's streamflow ends 2014-09-30 and its forcing 2014-12-31: the period has missing targets and inputs
+# (StefaLand predicts NaN for the windows that reach past the forcing)
 PERIOD = {'test_start_date': pd.Timestamp('2014-09-01'), 'test_end_date': pd.Timestamp('2015-01-31')}
 
 
@@ -108,7 +109,8 @@ def test_strided_stefaland_equals_nh_on_the_windows_both_run(get_config):
             nh_day = nh_xr.sel(date=end, time_step=(day - end).days)
             np.testing.assert_allclose(day_sim, nh_day[f'{target}_sim'].item(), rtol=1e-5, atol=1e-6)
             np.testing.assert_array_equal(day_obs, nh_day[f'{target}_obs'].item())
-        assert np.isfinite(sim).all() and np.isfinite(strided[basin]['1D']['NSE'])
+        assert np.isfinite(sim[dates < '2014-12-01']).all() and np.isfinite(strided[basin]['1D']['NSE'])
+        assert np.isnan(sim[dates > '2014-12-31']).all()  # no forcing: no flow (the mask vectors are untrained)
 
 
 def test_strided_evaluation_does_not_announce_ignored_predictions(get_config, capsys):
@@ -139,7 +141,9 @@ def test_every_nh_head_evaluates_strided_into_nh_result_files(get_config, head, 
         assert pd.DatetimeIndex(xr['date'].values).equals(pd.date_range(cfg.test_start_date, cfg.test_end_date))
         assert xr['time_step'].values.tolist() == [0]
         assert xr[f'{target}_sim'].dims[-1] == ('samples' if mc_dropout or head != 'regression' else 'time_step')
-        assert not np.isnan(xr[f'{target}_sim'].values).any()
+        simulation = xr[f'{target}_sim']
+        assert not simulation.sel(date=slice(None, '2014-11-30')).isnull().any()
+        assert simulation.sel(date=slice('2015-01-01', None)).isnull().all()  # past the forcing: every sample NaN
         assert np.isfinite(results[basin]['1D']['NSE'])
 
 
