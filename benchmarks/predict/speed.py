@@ -44,7 +44,7 @@ def main() -> int:
     torch.set_num_threads(1)
     nh_stefaland.register()
     basins = (args.data_dir / 'basins.txt').read_text().split()
-    sizes = {'stefaland': 8 if args.quick else 100, 'cudalstm': 4 if args.quick else 20, 'nh_tester': 2 if args.quick else 4}
+    sizes = {'stefaland': 8 if args.quick else 100, 'cudalstm': 4 if args.quick else 10, 'nh_tester': 2 if args.quick else 4}
     cases = [('StefaLand (d 64), strided tester', 'stefaland.yml', {}, 1, sizes['stefaland']),
              ('StefaLand (d 64), strided tester, 5 members', 'stefaland.yml', {}, 5, sizes['stefaland']),
              ('NH cudalstm (hidden 64), NH tester', 'lstm.yml', {}, 1, sizes['cudalstm']),

@@ -33,8 +33,8 @@ class StefaLand(BaseModel):
 
     Every dynamic input and static attribute is embedded by its own small MLP; the F daily vectors of a day are
     summed into one token and the C attribute vectors into one static token appended after the T days. Missing
-    values are replaced by learned per-variable mask vectors, so NaN inputs at evaluation give finite predictions.
-    A post-LN transformer encodes the T+1 tokens. What follows depends on ``stefaland_stage``:
+    values are replaced by learned per-variable mask vectors; where those were never trained, or a gap is longer than
+    training taught them, the prediction is NaN (:mod:`nh_stefaland.model.missing`). A post-LN transformer encodes the T+1 tokens. What follows depends on ``stefaland_stage``:
 
     - ``supervised``: the daily state plus the static state passes an adapter and an LSTM decoder into
       NeuralHydrology's head, all trained on the targets;

@@ -140,8 +140,9 @@ def _check_attributes(configs: list[Config], members: list, basins: list[str], a
     table = load_attributes(configs[0], basins, 'nh-stefaland predict').reindex(index=basins)
     absent = [name for name in names if name not in table.columns]
     if absent:
-        raise ValueError(f"The attribute files of {configs[0].data_dir} have no {absent}, which the runs read.")
-    table = table[names]
+        LOGGER.warning(f"The attribute files of {configs[0].data_dir} have no {absent} (NH reads them from elsewhere, "
+                       f"e.g. HydroATLAS files): they are not checked for missing values.")
+    table = table[[name for name in names if name in table.columns]]
     missing = table.isna()
     if not missing.any().any():
         return table
