@@ -491,9 +491,10 @@ def test_a_seed_ensemble_is_the_mean_of_its_seeds_predictions(tmp_path):
 
 
 def _scored_output(directory: Path, data_dir: Path, basins: list[str], models: tuple[str, ...] = ('a', 'b'),
-                   n_folds: int = 2) -> Path:
+                   n_folds: int = 2, unobserved: tuple[str, ...] = ()) -> Path:
     """A pub output directory with finished runs of ``models`` whose test_results.p hold synthetic daily flows
-    (1999-10-01 to 2001-09-30; model k's error grows with k), made without training."""
+    (1999-10-01 to 2001-09-30; model k's error grows with k), made without training; the ``unobserved`` basins
+    have predictions but no observation (as NH writes them for a basin without streamflow)."""
     output = directory / 'pub'
     config = _config(directory, 'model', data_dir=str(data_dir))
     folds = pub_folds.random_folds(basins, n_folds, seed=0)
@@ -515,8 +516,9 @@ def _scored_output(directory: Path, data_dir: Path, basins: list[str], models: t
         results = {}
         for basin in folds.loc[folds['fold'] == fold, 'basin']:
             simulated = flows[basin] + rng.normal(0, 0.3 * (index + 1) * rng.uniform(0.5, 1.5), len(dates))
+            observed = np.full(len(dates), np.nan) if basin in unobserved else flows[basin]
             results[basin] = {'1D': {'xr': xarray.Dataset(
-                {'streamflow_obs': (('date', 'time_step'), flows[basin][:, None]),
+                {'streamflow_obs': (('date', 'time_step'), observed[:, None]),
                  'streamflow_sim': (('date', 'time_step'), simulated[:, None])},
                 coords={'date': dates, 'time_step': [0]})}}
         (run / 'run' / 'test' / 'model_epoch001' / 'test_results.p').write_bytes(pickle.dumps(results))
@@ -524,6 +526,32 @@ def _scored_output(directory: Path, data_dir: Path, basins: list[str], models: t
             {'state': 'done', 'run_dir': 'run', 'target': 'streamflow', 'log': 'pub.log', 'seconds': 1.0,
              'metrics_file': 'run/test/model_epoch001/test_metrics.csv', 'name': run.name, 'fingerprint': ''}))
     return output
+
+
+def test_basins_without_observations_are_counted_and_named_and_score_no_day(tmp_path):
+    basins = BASINS[:4]
+    output = _scored_output(tmp_path, SAMPLE, basins, unobserved=(basins[1], basins[3]))
+    markdown = pub_report.write_report(output).read_text()
+    per_basin = pd.read_csv(output / 'report' / 'per_basin.csv', dtype={'basin': str}).set_index('basin')
+    assert (per_basin.loc[[basins[1], basins[3]], 'days'] == 0).all()
+    assert per_basin.loc[[basins[1], basins[3]], 'NSE'].isna().all()
+    assert (per_basin.loc[[basins[0], basins[2]], 'days'] == 731).all()
+    assert (f"2 of the 4 held-out basins have no observation on the days scored, so no metric (they are not in the "
+            f"counts above): {basins[1]}, {basins[3]}.") in markdown
+    assert 'median 731 days per basin (731–731)' in markdown
+    summary = pd.read_csv(output / 'report' / 'summary.csv')
+    assert (summary.loc[summary['metric'] == 'NSE', 'n'] == 2).all()
+
+
+def test_a_basin_listed_twice_is_refused_before_any_fold_is_made(tmp_path):
+    lstm = _config(tmp_path, 'lstm', model='cudalstm')
+    output = tmp_path / 'pub'
+    basin_file = _basin_file(tmp_path, [*BASINS, BASINS[1], BASINS[0]])
+    args = _parser().parse_args(['pub', '--model', f'lstm={lstm}', '--basin-file', str(basin_file), '--output-dir',
+                                 str(output), '--folds', '2'])
+    with pytest.raises(ValueError, match=rf"lists 2 basin\(s\) more than once \({BASINS[0]}, {BASINS[1]}\)"):
+        pub_plan.settings_from(args)
+    assert not output.exists()
 
 
 def test_report_maps_and_hydrographs_of_each_pair(tmp_path):

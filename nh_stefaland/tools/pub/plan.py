@@ -6,6 +6,7 @@ import itertools
 import json
 import logging
 import re
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -64,6 +65,11 @@ def settings_from(args: argparse.Namespace) -> tuple[dict, dict]:
         protocol = {'protocol': 'random', 'folds': 10 if args.folds is None else args.folds, 'seed': args.seed,
                     'group_by': None, 'groups': None}
     basins = load_basin_file(args.basin_file)
+    duplicated = sorted(basin for basin, count in Counter(basins).items() if count > 1)
+    if duplicated:
+        raise ValueError(f"--basin-file {args.basin_file} lists {len(duplicated)} basin(s) more than once "
+                         f"({', '.join(duplicated[:5])}{', …' if len(duplicated) > 5 else ''}): a basin may be in one "
+                         f"fold only. Remove the repeated lines.")
     settings = {**protocol, 'basin_file': str(args.basin_file), 'basins': basins,
                 'data_dir': str(args.data_dir.resolve()) if args.data_dir is not None else None,
                 'pretrain_held_out': 'excluded' if args.pretrain_exclude_held_out else 'included',
