@@ -439,8 +439,8 @@ def test_seeds_best_epoch_and_scoring_on_the_days_every_model_predicts(tmp_path)
     ours = per_basin[(per_basin['model'] == 'stefaland') & (per_basin['seed'] == '0') & (per_basin['fold'] == 1)]
     for basin, nse in ours.set_index('basin')['NSE'].items():
         days = results[basin]['1D']['xr'].isel(time_step=-1).sel(date=slice('2001-01-10', '2001-02-28'))
-        common = calculate_metrics(days['streamflow_obs'], days['streamflow_sim'], metrics=['NSE'], resolution='1D')
-        assert nse == pytest.approx(common['NSE'], rel=1e-9) and nse != pytest.approx(nh_metrics[basin], rel=1e-6)
+        expected = calculate_metrics(days['streamflow_obs'], days['streamflow_sim'], metrics=['NSE'], resolution='1D')
+        assert nse == pytest.approx(expected['NSE'], rel=1e-5) and nse != pytest.approx(nh_metrics[basin], rel=1e-3)
     assert set(per_basin['model']) == {'stefaland', 'stefaland_ensemble', 'lstm', 'lstm_ensemble'}
     assert set(per_basin.loc[per_basin['model'] == 'lstm', 'seed']) == {'0', '1'}
     seed_table = pd.read_csv(output / 'report' / 'seeds.csv', index_col='model')
