@@ -23,8 +23,10 @@ STATEMENTS = {
     'python': 'pass',
     'import neuralhydrology': 'import neuralhydrology',
     'import Config': 'from neuralhydrology.utils.config import Config',
-    'read a StefaLand config': f'from pathlib import Path; from neuralhydrology.utils.config import Config; '
-                               f'Config(Path({str(CONFIG)!r}))',
+    # without the plugin NH knows no stefaland_* key: it reads the file in dev_mode, which accepts unknown keys
+    'read a StefaLand config': f'import os; from pathlib import Path; from neuralhydrology.utils.config import Config; '
+                               f'Config(Path({str(CONFIG)!r}), '
+                               f'dev_mode=os.environ.get("NH_STEFALAND_AUTOLOAD") == "0")',
     'import neuralhydrology.nh_run': 'import neuralhydrology.nh_run',
 }
 TORCH_FREE = ('python', 'import neuralhydrology', 'import Config', 'read a StefaLand config')
