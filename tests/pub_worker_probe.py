@@ -6,6 +6,7 @@ Task k holds the lock of its run directory ``OUTPUT_DIR/runs/probe/task_k`` as `
 its worker's process id to ``OUTPUT_DIR/worker_k`` and waits forever.
 """
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,8 @@ def hold_run(output: Path, k: int) -> None:
 
 
 def main(output: Path) -> None:
+    # Ctrl-C as in a terminal: a background job of a shell without job control (a CI script) starts with SIGINT ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with workers.pool(2, []) as executor:
         futures = [executor.submit(hold_run, output, k) for k in range(2)]
         for future in futures:
