@@ -1,7 +1,10 @@
 """Start-up cost of the automatic registration: Python imports with and without the plugin, side by side.
 
 Runs each statement in fresh interpreters, alternating plugin on (default) and off (``NH_STEFALAND_AUTOLOAD=0``),
-and reports the median wall time. Writes ``benchmarks/results/import_time.json`` and prints a table.
+and reports the median wall time and whether the statement imported torch with the plugin. Reading a config
+(NH's ``Config``, also a StefaLand one, whose keys and values the plugin checks) must not import torch: the script
+exits with status 1 when one of the :data:`TORCH_FREE` statements does. Writes
+``benchmarks/results/import_time.json`` and prints a table.
 
     python benchmarks/import_time.py [--repeats 15]
 """
@@ -15,11 +18,18 @@ import sys
 import time
 from pathlib import Path
 
+CONFIG = Path(__file__).resolve().parents[1] / 'basin_configs' / 'camels_stefaland.yml'
 STATEMENTS = {
     'python': 'pass',
     'import neuralhydrology': 'import neuralhydrology',
+    'import Config': 'from neuralhydrology.utils.config import Config',
+    # without the plugin NH knows no stefaland_* key: it reads the file in dev_mode, which accepts unknown keys
+    'read a StefaLand config': f'import os; from pathlib import Path; from neuralhydrology.utils.config import Config; '
+                               f'Config(Path({str(CONFIG)!r}), '
+                               f'dev_mode=os.environ.get("NH_STEFALAND_AUTOLOAD") == "0")',
     'import neuralhydrology.nh_run': 'import neuralhydrology.nh_run',
 }
+TORCH_FREE = ('python', 'import neuralhydrology', 'import Config', 'read a StefaLand config')
 
 
 def main() -> None:
@@ -48,6 +58,10 @@ def main() -> None:
         print(f"{label:34s} {row['with_plugin']:10.1f}ms {row['without_plugin']:8.1f}ms  "
               f"{row['torch_imported_with_plugin']}")
     print(f"written to {args.output}")
+    heavy = [label for label in TORCH_FREE if results[label]['torch_imported_with_plugin']]
+    if heavy:
+        print(f"torch was imported by: {', '.join(heavy)}")
+        sys.exit(1)
 
 
 def _run(statement: str, autoload: str) -> float:

@@ -5,6 +5,7 @@ import logging
 import os
 import pickle
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -43,9 +44,12 @@ def _config_file(folder: Path, name: str, **overrides) -> Path:
     return path
 
 
-def _torchrun(*args) -> subprocess.CompletedProcess:
+def _torchrun(folder: Path, *args) -> subprocess.CompletedProcess:
+    """torchrun on 2 processes whose temporary files go to ``folder/tmp`` (made here), and nowhere else."""
+    (folder / 'tmp').mkdir()
     command = [BIN / 'torchrun', '--standalone', '--nproc_per_node=2', *args]
-    result = subprocess.run([str(a) for a in command], capture_output=True, text=True, env={**os.environ})
+    result = subprocess.run([str(a) for a in command], capture_output=True, text=True,
+                            env={**os.environ, 'TMPDIR': str(folder / 'tmp')})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
@@ -63,7 +67,7 @@ def pretrained(tmp_path_factory) -> Path:
     """A pretraining run (validated every epoch, TensorBoard on) by `torchrun … nh-run train` on 2 processes."""
     folder = tmp_path_factory.mktemp('pretrain')
     config = _config_file(folder, 'caravan_pretrain', log_tensorboard=True)
-    _torchrun(BIN / 'nh-run', 'train', '--config-file', config)
+    _torchrun(folder, BIN / 'nh-run', 'train', '--config-file', config)
     run_dir, = (folder / 'runs').iterdir()
     return run_dir
 
@@ -76,7 +80,7 @@ def workers(tmp_path_factory, pretrained) -> Path:
     finetune = folder / 'finetune.yml'
     YAML_SAFE.dump({**FINETUNE, 'base_run_dir': str(pretrained), 'run_dir': str(folder / 'runs')}, finetune)
     (folder / 'out').mkdir()
-    _torchrun(ROOT / 'tests' / 'distributed_worker.py', folder / 'runs', folder / 'out', supervised, finetune)
+    _torchrun(folder, ROOT / 'tests' / 'distributed_worker.py', folder / 'runs', folder / 'out', supervised, finetune)
     return folder
 
 
@@ -98,7 +102,7 @@ def test_torchrun_nh_run_writes_one_run_folder_with_a_plain_checkpoint(pretraine
     events.Reload()
     value, = events.Scalars('valid/avg_total_loss')
     assert np.isfinite(value.value)
-    assert not list(Path(os.environ.get('TMPDIR', '/tmp')).glob('nh_stefaland_rank1_*'))
+    assert not list((pretrained.parents[1] / 'tmp').glob('nh_stefaland_rank*'))  # rank 1's private run folder is gone
 
 
 def test_two_processes_follow_one_process_with_the_same_global_batch(workers, tmp_path, caplog):
@@ -143,7 +147,8 @@ def test_finetuning_keeps_the_frozen_encoder_and_its_eval_mode(workers, pretrain
 def test_rank_1_writes_nothing_to_the_runs_folder(workers):
     assert json.loads((workers / 'out' / 'writes_rank1.json').read_text()) == []
     found = json.loads((workers / 'out' / 'full_batch_rank1.json').read_text())
-    assert not Path(found['run_dir']).exists()  # its private folder is gone
+    assert Path(found['run_dir']).parent == workers / 'tmp'  # its private folder was made in this run's TMPDIR
+    assert not Path(found['run_dir']).exists() and not list((workers / 'tmp').glob('nh_stefaland_rank*'))  # gone
     assert len(list((workers / 'runs').iterdir())) == 2
 
 
@@ -177,3 +182,34 @@ def test_one_process_keeps_nh_trainer(monkeypatch):
     assert distributed.trainer_class(BaseTrainer) is BaseTrainer
     monkeypatch.setenv('WORLD_SIZE', '2')
     assert issubclass(distributed.trainer_class(BaseTrainer), (distributed.DistributedTraining, BaseTrainer))
+
+
+@pytest.mark.parametrize('gpus', [0, 2])
+def test_each_rank_takes_its_device_before_the_first_collective(get_config, monkeypatch, gpus):
+    """Rank 1 of 2, with the collectives recorded: on GPUs (what would run on CUDA) it must be on cuda:1, in its
+    config too, before NCCL starts; on the CPU (gloo) the config keeps its device."""
+    calls = []
+    monkeypatch.setenv('WORLD_SIZE', '2')
+    monkeypatch.setenv('RANK', '1')
+    monkeypatch.setenv('LOCAL_RANK', '1')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: gpus)
+    monkeypatch.setattr(torch.cuda, 'set_device', lambda device: calls.append(('set_device', str(device))))
+    monkeypatch.setattr(distributed.dist, 'is_initialized', lambda: False)
+    monkeypatch.setattr(distributed.dist, 'init_process_group',
+                        lambda backend, timeout: calls.append(('init_process_group', backend)))
+    monkeypatch.setattr(distributed, '_broadcast', lambda value: calls.append(('broadcast',)) or value or 1)
+    cfg = get_config('caravan_sample', device='cuda:0' if gpus else 'cpu')
+    handlers = logging.getLogger().handlers[:]
+    try:
+        trainer = distributed.trainer_class(BaseTrainer)(cfg=cfg)
+    finally:
+        logging.getLogger().handlers = handlers  # NH's setup_logging added the rank's output.log
+    shutil.rmtree(trainer._private_dir)
+    first_collective = calls.index(('broadcast',))
+    if gpus:
+        assert calls[:2] == [('set_device', 'cuda:1'), ('init_process_group', 'nccl')] and first_collective == 2
+        assert cfg.device == 'cuda:1' and trainer.device == torch.device('cuda', 1)
+    else:
+        assert calls[0] == ('init_process_group', 'gloo') and ('set_device', 'cuda:1') not in calls
+        assert cfg.device == 'cpu' and trainer.device == torch.device('cpu')

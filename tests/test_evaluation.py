@@ -123,6 +123,45 @@ def test_strided_evaluation_does_not_announce_ignored_predictions(get_config, ca
     assert all(np.isfinite(results[basin]['1D']['NSE']) for basin in results)
 
 
+def test_the_run_config_stays_as_it_is_while_the_strided_tester_evaluates(get_config):
+    """The tester keeps its own window length: what NH (logger, model, trainer) reads from the run's config during
+    and after the evaluation is the run's predict_last_n."""
+    cfg = _trained(get_config)
+    before = dict(cfg.as_dict())
+    seen = []
+
+    class Logger:
+        def log_step(self, **values):
+            seen.append(cfg.predict_last_n)
+
+    model = DayLocalModel(len(cfg.dynamic_inputs))
+    forward = model.forward
+    model.forward = lambda data: (seen.append(cfg.predict_last_n), forward(data))[1]
+    tester = StridedRegressionTester(cfg, cfg.run_dir, 'test', init_model=False)
+    tester.evaluate(model=model, save_results=False, metrics=['NSE'], experiment_logger=Logger())
+    assert len(seen) > 6 and set(seen) == {PREDICT_LAST_N}  # forward passes and log steps of 3 basins
+    assert cfg.as_dict() == before and tester.window == PREDICT_LAST_N
+
+
+def test_predict_last_n_beyond_seq_length_leaves_no_day_unpredicted(get_config):
+    """With predict_last_n P > seq_length T a window predicts T days: windows T days apart, no gap, NH's values."""
+    cfg = _trained(get_config)
+    cfg.update_config({'predict_last_n': cfg.seq_length + 10})
+    model = DayLocalModel(len(cfg.dynamic_inputs))
+    evaluate = dict(model=model, save_results=False, metrics=['NSE'])
+    nh = RegressionTester(cfg, cfg.run_dir, 'test', init_model=False).evaluate(**evaluate)
+    strided = StridedRegressionTester(cfg, cfg.run_dir, 'test', init_model=False).evaluate(**evaluate)
+    target = cfg.target_variables[0]
+    for basin in nh:
+        nh_dates, _, nh_sim = _daily(nh, basin, target)
+        dates, _, sim = _daily(strided, basin, target)
+        # NH loads T − P days of warm-up: with P > T the first window ends on test_start_date + P − 1
+        assert nh_dates[0] == cfg.test_start_date + pd.Timedelta(days=cfg.predict_last_n - 1)
+        assert dates.equals(pd.date_range(nh_dates[0] - pd.Timedelta(days=cfg.seq_length - 1), cfg.test_end_date))
+        assert np.isfinite(sim).all()
+        np.testing.assert_allclose(sim[dates.isin(nh_dates), 0], nh_sim[:, -1], rtol=1e-6)
+
+
 # NH 1.13.0 samples UMAL for predict_last_n = 1 only (samplingutils.sample_umal), where NH's own tester runs anyway.
 @pytest.mark.parametrize('head,loss,mc_dropout', [('regression', 'MSE', False), ('regression', 'MSE', True),
                                                   ('gmm', 'GMMLoss', False), ('cmal', 'CMALLoss', False)])

@@ -213,7 +213,9 @@ def test_finetune_to_a_new_target_with_new_attributes_reuses_the_pretraining_nor
     ({'stefaland_reconstruction_decoder': 'mlp'}, ValueError, 'stefaland_reconstruction_decoder=mlp differs'),
     ({'finetune_modules': ['adapter'], 'stefaland_adapter': 'none'}, ValueError,
      r"finetune_modules=\['adapter'\] names nothing trainable"),
-    ({'finetune_modules': ['reconstruction_decoder', 'embedding']}, ValueError, 'names nothing trainable'),
+    ({'finetune_modules': ['reconstruction_decoder']}, ValueError, 'names nothing trainable'),
+    ({'finetune_modules': ['reconstruction_decoder', 'embedding']}, ValueError,
+     r"finetune_modules names 'embedding', which model: stefaland \(stefaland_stage: finetune\) does not have"),
 ])
 def test_finetuning_errors_name_the_problem(pretrained, tmp_path, overrides, error, message):
     with pytest.raises(error, match=message):

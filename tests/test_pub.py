@@ -9,7 +9,7 @@ import pickle
 import shutil
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from ruamel.yaml import YAML
 
 from neuralhydrology.datasetzoo import get_dataset
 from neuralhydrology.datautils.utils import load_scaler
+from neuralhydrology.evaluation.metrics import calculate_metrics
 from neuralhydrology.utils.config import Config
 
 from nh_stefaland.tools import cli
@@ -29,6 +30,7 @@ from nh_stefaland.tools.pub import cli as pub, folds as pub_folds, leakage as pu
 from nh_stefaland.tools.pub import markdown as pub_markdown, report as pub_report, runs as pub_runs
 from nh_stefaland.tools.pub import hydrographs as pub_hydrographs, maps as pub_maps
 from nh_stefaland.tools.pub import scoring as pub_scoring, stats as pub_stats, workers as pub_workers
+from nh_stefaland.tools.pub import schedule as pub_schedule, settings as pub_settings
 from nh_stefaland.tools.pub.report import REPORT_METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,7 +173,7 @@ def test_pretraining_without_held_out_basins_is_planned_per_fold(tmp_path):
     args = _parser().parse_args(['pub', '--model', f'ft={finetune}', '--pretrain', f'ft={pretrain}', '--basin-file',
                               str(_basin_file(tmp_path)), '--output-dir', str(tmp_path / 'pub'), '--folds', '2',
                               '--pretrain-exclude-held-out'])
-    settings, models = pub_plan.settings_from(args)
+    settings, models = pub_settings.settings_from(args)
     folds = pub_plan.load_or_make_folds(settings, args.output_dir)
     pretraining, final = pub_plan.plan(settings, models, folds, args.output_dir)
     assert [task.name for task in pretraining] == ['fold_01_pretrain', 'fold_02_pretrain']
@@ -180,7 +182,7 @@ def test_pretraining_without_held_out_basins_is_planned_per_fold(tmp_path):
         assert task.base.basin_files['train'] == task.basin_files['train']
         assert not held_out & set(task.base.basin_files['train'].read_text().split())
         assert task.base.held_out == task.held_out == held_out
-    pub_plan.save_settings(settings, args.output_dir)
+    pub_settings.save_settings(settings, args.output_dir)
     assert "each fold's training basins only" in pub_report.write_report(args.output_dir).read_text()
 
 
@@ -198,7 +200,7 @@ def test_models_with_the_same_pretraining_config_share_its_runs(tmp_path, exclud
     args = _parser().parse_args(['pub', *arguments, '--basin-file', str(_basin_file(tmp_path)), '--output-dir',
                                  str(tmp_path / 'pub'), '--folds', '2', '--seeds', '2',
                                  *(['--pretrain-exclude-held-out'] if exclude else [])])
-    settings, models = pub_plan.settings_from(args)
+    settings, models = pub_settings.settings_from(args)
     folds = pub_plan.load_or_make_folds(settings, args.output_dir)
     pretraining, final = pub_plan.plan(settings, models, folds, args.output_dir)
     per_seed_and_recipe = 2 * (2 if exclude else 1)  # seeds × (folds when held-out basins are excluded)
@@ -229,7 +231,7 @@ def test_first_seed_makes_the_runs_of_those_offsets_that_more_seeds_would_make(t
               '--output-dir', str(tmp_path / 'pub'), '--folds', '2']
 
     def planned(*options: str) -> dict[tuple[str, str], tuple[Path, str]]:
-        settings, models = pub_plan.settings_from(_parser().parse_args([*common, *options]))
+        settings, models = pub_settings.settings_from(_parser().parse_args([*common, *options]))
         folds = pub_plan.load_or_make_folds(settings, tmp_path / 'pub')
         return {(task.label, task.name): (task.directory, task.fingerprint)
                 for wave in pub_plan.plan(settings, models, folds, tmp_path / 'pub') for task in wave}
@@ -245,7 +247,7 @@ def test_first_seed_makes_the_runs_of_those_offsets_that_more_seeds_would_make(t
         planned('--first-seed', '-1')
     unseeded = _config(tmp_path, 'unseeded', model='cudalstm', seed=None)
     with pytest.raises(ValueError, match=r"seed offsets \[1\].*sets none"):
-        pub_plan.settings_from(_parser().parse_args(['pub', '--model', f'u={unseeded}', '--basin-file',
+        pub_settings.settings_from(_parser().parse_args(['pub', '--model', f'u={unseeded}', '--basin-file',
                                                      str(_basin_file(tmp_path)), '--output-dir', str(tmp_path / 'u'),
                                                      '--first-seed', '1']))
 
@@ -269,7 +271,7 @@ def test_regions_group_the_sample_by_huc_02_into_the_papers_seven_folds(tmp_path
     args = _parser().parse_args(['pub', '--model', f'ft={finetune}', '--pretrain', f'ft={pretrain}', '--basin-file',
                                     str(_basin_file(tmp_path, basins)), '--output-dir', str(tmp_path / 'pub'),
                                     '--regions'])
-    settings, _ = pub_plan.settings_from(args)
+    settings, _ = pub_settings.settings_from(args)
     folds = pub_plan.load_or_make_folds(settings, args.output_dir).set_index('basin')
     huc = pd.read_csv(SAMPLE / 'attributes' / 'camels' / 'attributes_camelsus_camels.csv',
                       index_col='gauge_id')['huc_02']
@@ -278,7 +280,7 @@ def test_regions_group_the_sample_by_huc_02_into_the_papers_seven_folds(tmp_path
         assert set(folds.index[folds['fold'] == fold]) == set(members)
         assert set(folds.loc[members, 'group']) == {f"huc_02={','.join(regions)}"}
     saved = (args.output_dir / 'folds.csv').read_text()
-    assert pub_plan.load_or_make_folds(pub_plan.settings_from(args)[0], args.output_dir).equals(folds.reset_index())
+    assert pub_plan.load_or_make_folds(pub_settings.settings_from(args)[0], args.output_dir).equals(folds.reset_index())
     assert (args.output_dir / 'folds.csv').read_text() == saved
 
 
@@ -289,7 +291,7 @@ def test_data_dir_option_replaces_the_configs_data_dir_in_folds_runs_and_fingerp
     def planned(output: str, *data_dir: str) -> tuple[dict, list]:
         args = _parser().parse_args(['pub', '--model', f'm={moved}', '--basin-file', str(basins), '--output-dir',
                                      str(tmp_path / output), '--regions', *data_dir])
-        settings, models = pub_plan.settings_from(args)
+        settings, models = pub_settings.settings_from(args)
         folds = pub_plan.load_or_make_folds(settings, args.output_dir)
         return settings, pub_plan.plan(settings, models, folds, args.output_dir)[1]
 
@@ -430,11 +432,15 @@ def test_seeds_best_epoch_and_scoring_on_the_days_every_model_predicts(tmp_path)
     # NH's tester scores the LSTM from test_start_date + 9 days, the strided tester StefaLand from test_start_date:
     # both are scored on the 50 days from 2001-01-10 to 2001-02-28
     assert (per_basin['days'] == 50).all()
-    nh_metrics = pd.read_csv(next((output / 'runs' / 'stefaland' / 'fold_01').glob('*/test/model_epoch002/'
-                                                                                   'test_metrics.csv')),
-                             index_col=0, dtype={0: str})
+    # StefaLand's NSE in the report is NH's NSE of its test_results.p over those 50 days, not NH's over all of its days
+    test_dir = next((output / 'runs' / 'stefaland' / 'fold_01').glob('*/test/model_epoch002'))
+    nh_metrics = pd.read_csv(test_dir / 'test_metrics.csv', index_col=0, dtype={0: str})['NSE']
+    results = pickle.loads((test_dir / 'test_results.p').read_bytes())
     ours = per_basin[(per_basin['model'] == 'stefaland') & (per_basin['seed'] == '0') & (per_basin['fold'] == 1)]
-    assert not np.allclose(ours.set_index('basin')['NSE'].sort_index(), nh_metrics['NSE'].sort_index())
+    for basin, nse in ours.set_index('basin')['NSE'].items():
+        days = results[basin]['1D']['xr'].isel(time_step=-1).sel(date=slice('2001-01-10', '2001-02-28'))
+        expected = calculate_metrics(days['streamflow_obs'], days['streamflow_sim'], metrics=['NSE'], resolution='1D')
+        assert nse == pytest.approx(expected['NSE'], rel=1e-5) and nse != pytest.approx(nh_metrics[basin], rel=1e-3)
     assert set(per_basin['model']) == {'stefaland', 'stefaland_ensemble', 'lstm', 'lstm_ensemble'}
     assert set(per_basin.loc[per_basin['model'] == 'lstm', 'seed']) == {'0', '1'}
     seed_table = pd.read_csv(output / 'report' / 'seeds.csv', index_col='model')
@@ -491,9 +497,10 @@ def test_a_seed_ensemble_is_the_mean_of_its_seeds_predictions(tmp_path):
 
 
 def _scored_output(directory: Path, data_dir: Path, basins: list[str], models: tuple[str, ...] = ('a', 'b'),
-                   n_folds: int = 2) -> Path:
+                   n_folds: int = 2, unobserved: tuple[str, ...] = ()) -> Path:
     """A pub output directory with finished runs of ``models`` whose test_results.p hold synthetic daily flows
-    (1999-10-01 to 2001-09-30; model k's error grows with k), made without training."""
+    (1999-10-01 to 2001-09-30; model k's error grows with k), made without training; the ``unobserved`` basins
+    have predictions but no observation (as NH writes them for a basin without streamflow)."""
     output = directory / 'pub'
     config = _config(directory, 'model', data_dir=str(data_dir))
     folds = pub_folds.random_folds(basins, n_folds, seed=0)
@@ -515,8 +522,9 @@ def _scored_output(directory: Path, data_dir: Path, basins: list[str], models: t
         results = {}
         for basin in folds.loc[folds['fold'] == fold, 'basin']:
             simulated = flows[basin] + rng.normal(0, 0.3 * (index + 1) * rng.uniform(0.5, 1.5), len(dates))
+            observed = np.full(len(dates), np.nan) if basin in unobserved else flows[basin]
             results[basin] = {'1D': {'xr': xarray.Dataset(
-                {'streamflow_obs': (('date', 'time_step'), flows[basin][:, None]),
+                {'streamflow_obs': (('date', 'time_step'), observed[:, None]),
                  'streamflow_sim': (('date', 'time_step'), simulated[:, None])},
                 coords={'date': dates, 'time_step': [0]})}}
         (run / 'run' / 'test' / 'model_epoch001' / 'test_results.p').write_bytes(pickle.dumps(results))
@@ -524,6 +532,32 @@ def _scored_output(directory: Path, data_dir: Path, basins: list[str], models: t
             {'state': 'done', 'run_dir': 'run', 'target': 'streamflow', 'log': 'pub.log', 'seconds': 1.0,
              'metrics_file': 'run/test/model_epoch001/test_metrics.csv', 'name': run.name, 'fingerprint': ''}))
     return output
+
+
+def test_basins_without_observations_are_counted_and_named_and_score_no_day(tmp_path):
+    basins = BASINS[:4]
+    output = _scored_output(tmp_path, SAMPLE, basins, unobserved=(basins[1], basins[3]))
+    markdown = pub_report.write_report(output).read_text()
+    per_basin = pd.read_csv(output / 'report' / 'per_basin.csv', dtype={'basin': str}).set_index('basin')
+    assert (per_basin.loc[[basins[1], basins[3]], 'days'] == 0).all()
+    assert per_basin.loc[[basins[1], basins[3]], 'NSE'].isna().all()
+    assert (per_basin.loc[[basins[0], basins[2]], 'days'] == 731).all()
+    assert (f"2 of the 4 held-out basins have no observation on the days scored, so no metric (they are not in the "
+            f"counts above): {basins[1]}, {basins[3]}.") in markdown
+    assert 'median 731 days per basin (731–731)' in markdown
+    summary = pd.read_csv(output / 'report' / 'summary.csv')
+    assert (summary.loc[summary['metric'] == 'NSE', 'n'] == 2).all()
+
+
+def test_a_basin_listed_twice_is_refused_before_any_fold_is_made(tmp_path):
+    lstm = _config(tmp_path, 'lstm', model='cudalstm')
+    output = tmp_path / 'pub'
+    basin_file = _basin_file(tmp_path, [*BASINS, BASINS[1], BASINS[0]])
+    args = _parser().parse_args(['pub', '--model', f'lstm={lstm}', '--basin-file', str(basin_file), '--output-dir',
+                                 str(output), '--folds', '2'])
+    with pytest.raises(ValueError, match=rf"lists 2 basin\(s\) more than once \({BASINS[0]}, {BASINS[1]}\)"):
+        pub_settings.settings_from(args)
+    assert not output.exists()
 
 
 def test_report_maps_and_hydrographs_of_each_pair(tmp_path):
@@ -609,16 +643,21 @@ def test_report_without_gauge_coordinates_has_a_note_instead_of_maps(tmp_path):
 
 @pytest.mark.parametrize('jobs', [1, 2])
 def test_a_finetuning_run_starts_once_its_pretraining_is_done_not_after_every_other_run(tmp_path, monkeypatch, jobs):
-    """Tasks are faked (a pause and a status); two worker threads stand in for the worker processes."""
-    seconds = {'pretrain': 0.05, 'broken_pretrain': 0.0, 'long': 0.5, 'fold_01': 0.05, 'fold_02': 0.0}
+    """Tasks are faked (a status, in the order they run); two worker threads stand in for the worker processes. With
+    two workers the long run waits until the finetuning run has ended: the scheduler must start that one on the worker
+    its pretraining freed, not after the long run (which would then wait in vain and record it)."""
     events = []
+    fold_01_ended = threading.Event()
 
     def fake_run(task: pub_runs.Task) -> dict:
-        events.append(('start', task.name, time.monotonic()))
-        time.sleep(seconds[task.name])
+        events.append(('start', task.name))
+        if task.name == 'long' and jobs == 2 and not fold_01_ended.wait(timeout=60):
+            events.append(('gave up waiting', task.name))
         state = 'failed' if task.name == 'broken_pretrain' else 'done'
-        status = pub_runs._write_status(task, {'state': state, 'error': 'x'}, task.directory / 'pub.log')
-        events.append(('end', task.name, time.monotonic()))
+        status = pub_runs.write_status(task, {'state': state, 'error': 'x'}, task.directory / 'pub.log')
+        events.append(('end', task.name))
+        if task.name == 'fold_01':
+            fold_01_ended.set()
         return status
 
     def task(name: str, base: pub_runs.Task | None = None) -> pub_runs.Task:
@@ -630,19 +669,19 @@ def test_a_finetuning_run_starts_once_its_pretraining_is_done_not_after_every_ot
     pretraining, broken = task('pretrain'), task('broken_pretrain')
     tasks = [pretraining, broken, task('long'), task('fold_01', pretraining), task('fold_02', broken)]
     with tqdm.tqdm(total=len(tasks), disable=True) as progress:
-        statuses = pub_runs.run_tasks(tasks, jobs=jobs, progress=progress)
+        statuses = pub_schedule.run_tasks(tasks, jobs=jobs, progress=progress)
 
     assert {path.name: status['state'] for path, status in statuses.items()} == {
         'pretrain': 'done', 'broken_pretrain': 'failed', 'long': 'done', 'fold_01': 'done', 'fold_02': 'failed'}
     assert 'its pretraining broken_pretrain failed' in statuses[tmp_path / 'fold_02']['error']
-    assert ('start', 'fold_02') not in [event[:2] for event in events]  # never run
-    time_of = {event[:2]: event[2] for event in events}
-    assert time_of['start', 'fold_01'] >= time_of['end', 'pretrain']
+    assert ('start', 'fold_02') not in events  # never run
+    assert events.index(('start', 'fold_01')) > events.index(('end', 'pretrain'))
     if jobs == 2:  # the finetuning run went alongside the long run, on the worker its pretraining freed
-        assert time_of['end', 'fold_01'] < time_of['end', 'long']
+        assert ('gave up waiting', 'long') not in events
+        assert events.index(('end', 'fold_01')) < events.index(('end', 'long'))
         running = peak = 0
-        for kind, _, _ in sorted(events, key=lambda event: event[2]):
-            running += 1 if kind == 'start' else -1
+        for kind, _ in events:
+            running += 1 if kind == 'start' else -1 if kind == 'end' else 0
             peak = max(peak, running)
         assert peak <= 2  # never more runs at a time than workers
 
@@ -670,7 +709,7 @@ def test_train_fraction_trains_every_model_on_the_same_share_of_the_training_bas
     command = ['pub', '--model', f'ft={finetune}', '--pretrain', f'ft={pretrain}', '--model', f'lstm={lstm}',
                '--basin-file', str(_basin_file(tmp_path, basins)), '--output-dir', str(output), '--folds', '3']
     args = _parser().parse_args([*command, '--train-fraction', '0.25'])
-    settings, models = pub_plan.settings_from(args)
+    settings, models = pub_settings.settings_from(args)
     folds = pub_plan.load_or_make_folds(settings, output)
     pretraining, final = pub_plan.plan(settings, models, folds, output)
     assert pretraining[0].basin_files['train'].read_text().split() == basins  # pretraining sees every basin
@@ -684,9 +723,9 @@ def test_train_fraction_trains_every_model_on_the_same_share_of_the_training_bas
         assert len(gauged) == round(0.25 * len(train)) and gauged <= set(train)
         assert not gauged & tasks[0].held_out
         assert tasks[0].basin_files['test'].read_text().split() == sorted(tasks[0].held_out, key=basins.index)
-    pub_plan.save_settings(settings, output)
+    pub_settings.save_settings(settings, output)
     assert 'seeded 25% of its training basins' in pub_report.write_report(output).read_text()
     with pytest.raises(ValueError, match=r"other \['train_fraction'\]"):
-        pub_plan.settings_from(_parser().parse_args([*command, '--train-fraction', '0.5']))
+        pub_settings.settings_from(_parser().parse_args([*command, '--train-fraction', '0.5']))
     with pytest.raises(ValueError, match=r"--train-fraction 0.0 must be in \(0, 1\]"):
-        pub_plan.settings_from(_parser().parse_args([*command, '--train-fraction', '0']))
+        pub_settings.settings_from(_parser().parse_args([*command, '--train-fraction', '0']))

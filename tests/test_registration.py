@@ -6,6 +6,7 @@ import pickle
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from ruamel.yaml import YAML
 
 import nh_stefaland
 from neuralhydrology import modelzoo, nh_run
+from nh_stefaland.nh import registration
 from neuralhydrology.training import basetrainer
 from neuralhydrology.evaluation import tester
 
@@ -161,3 +163,65 @@ def test_registration_works_whichever_module_is_imported_first(first):
             "print(hasattr(modelzoo.get_model, '__nh_stefaland_original__'))")
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == 'True' and 'not registered' not in result.stderr
+
+
+class _Python310Error(ValueError):
+    """An error as Python 3.10 raises it: without ``add_note`` (Python 3.11+)."""
+
+    def __getattribute__(self, name: str):
+        if name == 'add_note':
+            raise AttributeError(name)
+        return super().__getattribute__(name)
+
+
+def _failing_patch(module):
+    registration._set(module, 'resolver', 'patched')
+    raise _Python310Error("resolver renamed")
+
+
+def test_a_failed_patch_is_taken_back_and_reported_without_add_note(monkeypatch):
+    module = ModuleType('neuralhydrology.fake')
+    module.resolver = 'original'
+    monkeypatch.setattr(registration, '_UNDO', [])  # the real registration's record stays untouched
+    monkeypatch.setitem(registration.PATCHES, module.__name__, _failing_patch)
+    with pytest.raises(_Python310Error, match=r"^resolver renamed \(nh_stefaland could not patch "
+                                              r"neuralhydrology.fake; NeuralHydrology is left as installed.\)$"):
+        registration.patch_module(module)
+    assert module.resolver == 'original' and registration._UNDO == []
+
+
+PYTHON_310 = os.environ.get('NH_STEFALAND_PYTHON310', 'python3.10')
+REGISTRATION_ON_PYTHON_310 = """
+import sys
+from types import ModuleType
+from nh_stefaland.nh import registration
+
+def failing_patch(module):
+    registration._set(module, 'resolver', 'patched')
+    raise ValueError('resolver renamed')
+
+module = ModuleType('neuralhydrology.fake')
+module.resolver = 'original'
+registration.PATCHES[module.__name__] = failing_patch
+try:
+    registration.patch_module(module)
+except ValueError as error:
+    print(sys.version_info[:2] == (3, 10), module.resolver, str(error))
+"""
+
+
+def _runs(python: str) -> bool:
+    try:
+        return subprocess.run([python, '--version'], capture_output=True).returncode == 0
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not _runs(PYTHON_310), reason=f"no Python 3.10 ({PYTHON_310}; set NH_STEFALAND_PYTHON310)")
+def test_registration_failure_path_on_python_310(tmp_path):
+    """registration.py imports the standard library only, so the real 3.10 interpreter runs it without NH."""
+    out = subprocess.run([PYTHON_310, '-c', REGISTRATION_ON_PYTHON_310], capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, 'PYTHONPATH': str(ROOT), 'NH_STEFALAND_AUTOLOAD': '0'})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == ("True original resolver renamed (nh_stefaland could not patch neuralhydrology.fake; "
+                                  "NeuralHydrology is left as installed.)")

@@ -15,6 +15,7 @@ from neuralhydrology.utils.config import Config
 from nh_stefaland import pretrained
 from nh_stefaland.tools import cli
 from nh_stefaland.tools.pub import cli as pub, plan as pub_plan, report as pub_report, runs as pub_runs
+from nh_stefaland.tools.pub import settings as pub_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / 'examples' / 'data' / 'caravan_camels_sample'
@@ -117,7 +118,7 @@ def test_pub_finetunes_the_shipped_encoder_per_fold_and_says_what_it_saw(tmp_pat
     pub.add_arguments(parser)
     command = ['--model', f'ft={config}', '--basin-file', str(basins), '--output-dir', str(tmp_path / 'pub'),
                '--folds', '3']
-    settings, models = pub_plan.settings_from(parser.parse_args(command))
+    settings, models = pub_settings.settings_from(parser.parse_args(command))
     assert settings['models']['ft']['shipped'] == {'name': NAME, 'version': pretrained.manifest(NAME)['version'],
                                                    'sha256': pretrained.manifest(NAME)['sha256'], 'basins_seen': 6}
     folds = pub_plan.load_or_make_folds(settings, tmp_path / 'pub')
@@ -127,11 +128,11 @@ def test_pub_finetunes_the_shipped_encoder_per_fold_and_says_what_it_saw(tmp_pat
     assert cfg.is_finetuning and cfg.base_run_dir == pretrained.resolve(f'stefaland:{NAME}')
     assert cfg.seq_length == pretrained.manifest(NAME)['architecture']['seq_length']
     assert cfg.train_basin_file == final[0].basin_files['train'] and cfg.data_dir == SAMPLE
-    pub_plan.save_settings(settings, tmp_path / 'pub')
+    pub_settings.save_settings(settings, tmp_path / 'pub')
     report = pub_report.write_report(tmp_path / 'pub').read_text()
     assert f"finetunes the shipped encoder stefaland:{NAME}" in report and "saw 6 of these basins" in report
     with pytest.raises(ValueError, match=r"was pretrained on 6 of these basins .*--pretrain-exclude-held-out"):
-        pub_plan.settings_from(parser.parse_args([*command, '--pretrain-exclude-held-out']))
+        pub_settings.settings_from(parser.parse_args([*command, '--pretrain-exclude-held-out']))
 
 
 def test_packaging_reads_losses_and_compute_time_from_the_log_without_the_pause_of_a_resumed_run(tmp_path):

@@ -1,9 +1,14 @@
-"""Checks of a config against what StefaLand can honour, run before anything is built."""
+"""Checks of a config against what StefaLand can honour, run when the config is read and before anything is built.
+
+They read NH's own ``Config`` properties and the ``stefaland_*`` keys through :class:`Settings`, never through
+properties that only the registration creates: the model builds on an unpatched NeuralHydrology too.
+"""
+import difflib
 import logging
 
 from neuralhydrology.utils.config import Config
 
-from nh_stefaland.model.settings import Settings
+from nh_stefaland.model.settings import STAGE_PARTS, Settings
 
 LOGGER = logging.getLogger(__name__)
 
@@ -16,6 +21,38 @@ UNSUPPORTED_OPTIONS = {
 }
 # what stefaland_stage: pretrain implies for NH's `head` and `loss`
 PRETRAINING_HEAD = PRETRAINING_LOSS = 'reconstruction'
+
+
+def check_config(cfg: Config) -> Settings:
+    """Every check of a StefaLand config that needs no data; its settings, resolved once.
+
+    Raises
+    ------
+    ValueError
+        If an NH option is one StefaLand cannot honour, a ``stefaland_*`` value or a combination of keys is not
+        accepted, the stage does not fit head, loss, encoder variables or ``finetune_modules``.
+    """
+    check_model_options(cfg)
+    settings = check_raw_config(cfg.as_dict())
+    check_stage(cfg, settings)
+    return settings
+
+
+def check_raw_config(raw: dict) -> Settings:
+    """The checks that the config's dict alone decides, run by NH's ``Config`` as it reads a StefaLand config.
+
+    Raises
+    ------
+    ValueError
+        If a ``stefaland_*`` value or a combination of keys is not accepted (see :meth:`Settings.from_config`), or
+        ``head: umal`` is asked with ``predict_last_n`` other than 1.
+    """
+    settings = Settings.from_config(raw)
+    predict_last_n = raw.get('predict_last_n')
+    if str(raw.get('head')).lower() == 'umal' and settings.stage != 'pretrain' and predict_last_n != 1:
+        raise ValueError(f"head: umal needs predict_last_n: 1, got predict_last_n={predict_last_n}: NH 1.13's UMAL "
+                         f"sampler (samplingutils.sample_umal) fails at evaluation for more steps.")
+    return settings
 
 
 def check_model_options(cfg: Config) -> None:
@@ -51,17 +88,16 @@ def check_model_options(cfg: Config) -> None:
             LOGGER.warning(f"{option} is not used by model: stefaland (it embeds every variable on its own).")
 
 
-def encoder_variables(cfg: Config) -> tuple[list[str], list[str]]:
+def encoder_variables(cfg: Config, settings: Settings) -> tuple[list[str], list[str]]:
     """Dynamic inputs (in order) and static attributes (alphabetical) that the encoder reads: its token layout."""
-    inputs = cfg.stefaland_encoder_inputs
-    attributes = cfg.stefaland_encoder_attributes
+    inputs, attributes = settings.encoder_inputs, settings.encoder_attributes
     inputs = list(cfg.dynamic_inputs) if inputs is None else list(inputs)
     attributes = cfg.static_attributes + cfg.hydroatlas_attributes if attributes is None else attributes
     return inputs, sorted(attributes)
 
 
 def check_stage(cfg: Config, settings: Settings) -> None:
-    """Check that head, loss and encoder variables fit ``stefaland_stage``.
+    """Check that head, loss, encoder variables and ``finetune_modules`` fit ``stefaland_stage``.
 
     ``stefaland_stage: pretrain`` implies ``head``/``loss: reconstruction``; writing them is accepted, with a note.
 
@@ -69,8 +105,8 @@ def check_stage(cfg: Config, settings: Settings) -> None:
     ------
     ValueError
         If pretraining names another head or loss (or another stage names the reconstruction ones), finetuning was
-        not started by ``nh-run finetune``, or the encoder is asked for variables that the config does not load
-        (outside finetuning, where they are fed as missing).
+        not started by ``nh-run finetune``, the encoder is asked for variables that the config does not load
+        (outside finetuning, where they are fed as missing), or a finetuning run names a part the model lacks.
     """
     stage = settings.stage
     written = {key: cfg.as_dict().get(key) for key in ('head', 'loss')}
@@ -97,7 +133,9 @@ def check_stage(cfg: Config, settings: Settings) -> None:
     if stage == 'finetune' and not cfg.is_finetuning:
         raise ValueError("stefaland_stage: finetune starts from a pretraining run: use `nh-run finetune` with "
                          "base_run_dir pointing to a run trained with stefaland_stage: pretrain.")
-    inputs, attributes = encoder_variables(cfg)
+    if cfg.is_finetuning:
+        _check_finetune_modules(cfg.finetune_modules, stage)
+    inputs, attributes = encoder_variables(cfg, settings)
     if not inputs or not attributes:
         raise ValueError(f"The encoder needs at least one dynamic input and one static attribute, got "
                          f"stefaland_encoder_inputs={inputs}, stefaland_encoder_attributes={attributes}.")
@@ -107,3 +145,15 @@ def check_stage(cfg: Config, settings: Settings) -> None:
         if absent:
             raise ValueError(f"stefaland_encoder_inputs/stefaland_encoder_attributes name {absent}, which are not "
                              f"in dynamic_inputs or static_attributes.")
+
+
+def _check_finetune_modules(modules: list[str] | dict | str, stage: str) -> None:
+    """Every part ``finetune_modules`` names is a part of the model (NH would only log unknown names)."""
+    names = list(modules) if isinstance(modules, (list, dict)) else [modules]
+    parts = STAGE_PARTS[stage]
+    unknown = [name for name in names if name not in parts]
+    if unknown:
+        hints = [f"'{name}' (did you mean '{match[0]}'?)" if (match := difflib.get_close_matches(name, parts, n=1))
+                 else f"'{name}'" for name in unknown]
+        raise ValueError(f"finetune_modules names {', '.join(hints)}, which model: stefaland "
+                         f"(stefaland_stage: {stage}) does not have; its parts are {list(parts)}.")

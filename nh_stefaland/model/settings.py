@@ -1,9 +1,11 @@
-"""The ``stefaland_*`` settings: one table of keys with defaults and accepted values, resolved once per run."""
+"""The ``stefaland_*`` settings: one table of keys with defaults and accepted values, resolved once per run.
+
+Standard library only: NH's ``Config`` reads this table when it is imported, and reading a config must not import
+torch.
+"""
 import difflib
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
-
-from nh_stefaland.model.adapters import ADAPTERS
 
 if TYPE_CHECKING:  # NH's Config patch reads this module's KEYS: importing NH here could patch it half-initialised
     from neuralhydrology.utils.config import Config
@@ -16,6 +18,9 @@ STAGE_PARTS = {
     'pretrain': ('tokens', 'encoder', 'reconstruction_decoder'),
     'finetune': ('tokens', 'encoder', 'reconstruction_decoder', 'adapter', 'decoder', 'head'),
 }
+# the values of `stefaland_adapter` (model/adapters.py builds them) and those with a temporal convolution
+ADAPTER_NAMES = ('resconn', 'none', 'linear', 'dual_residual')
+CONVOLUTION_ADAPTERS = ('resconn', 'dual_residual')
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,8 @@ class Key:
         Smallest accepted value for numbers.
     maximum : float | None
         Largest accepted value for numbers.
+    below : float | None
+        Bound that numbers must stay below (a dropout probability: below 1).
     """
     default: Any
     kind: type | tuple[type, ...]
@@ -43,6 +50,7 @@ class Key:
     choices: tuple | None = None
     minimum: float | None = None
     maximum: float | None = None
+    below: float | None = None
 
     def check(self, name: str, value: Any) -> None:
         """Raise ``ValueError`` naming the key if ``value`` has the wrong type, is out of range or not a choice."""
@@ -57,6 +65,13 @@ class Key:
             raise ValueError(f"{name}={value!r} must be at least {self.minimum}.")
         if self.maximum is not None and value > self.maximum:
             raise ValueError(f"{name}={value!r} must be at most {self.maximum}.")
+        if self.below is not None and value >= self.below:
+            raise ValueError(f"{name}={value!r} must be below {self.below}.")
+        if isinstance(value, dict) and not all(isinstance(group, list) for group in value.values()):
+            raise ValueError(f"{name}={value!r} must map each group name to a list of attribute names.")
+        names = [n for group in value.values() for n in group] if isinstance(value, dict) else value
+        if isinstance(names, list) and not all(isinstance(n, str) for n in names):
+            raise ValueError(f"{name}={value!r} must list variable names (strings).")
 
 
 def _key(default: Any, doc: str, kind: type | tuple[type, ...] | None = None, **limits) -> Any:
@@ -76,14 +91,14 @@ class Settings:
     nheads: int = _key(4, "Attention heads per encoder layer (must divide `stefaland_d_model`).", minimum=1)
     dim_feedforward: int = _key(512, "Hidden width of each encoder layer's feed-forward block.", minimum=1)
     nlayers: int = _key(4, "Number of post-LayerNorm transformer encoder layers.", minimum=1)
-    dropout: float = _key(0.1, "Dropout inside the encoder and on its output projection.", minimum=0.0)
+    dropout: float = _key(0.1, "Dropout inside the encoder and on its output projection.", minimum=0.0, below=1.0)
     token_hidden: int = _key(64, "Hidden width of each variable's tokenizer MLP (Linear(1→h)→GELU→Linear(h→D)).",
                              minimum=1)
-    token_dropout: float = _key(0.1, "Dropout inside each variable's tokenizer MLP.", minimum=0.0)
+    token_dropout: float = _key(0.1, "Dropout inside each variable's tokenizer MLP.", minimum=0.0, below=1.0)
     adapter: str = _key('resconn', "Adapter between the encoder and the task decoder: `resconn` (residual conv "
                         "branch on the task inputs), `none` (encoder → LSTM decoder), `linear` (linear probe: the head "
                         "reads the embedding), `dual_residual` (dynamic and static residual branches plus a "
-                        "feed-forward block).", choices=tuple(ADAPTERS))
+                        "feed-forward block).", choices=ADAPTER_NAMES)
     adapter_kernel_size: int = _key(3, "Temporal kernel of the residual adapter's convolution (odd).", minimum=1)
     stage: str = _key('supervised', "`supervised` (train on the targets from scratch), `pretrain` (masked "
                       "reconstruction; implies `head`/`loss: reconstruction`) or `finetune` (frozen pretrained "
@@ -132,7 +147,7 @@ class Settings:
     attention_dropout: float | None = _key(None, "Dropout on the attention weights (default: `stefaland_dropout`); 0 "
                                            "lets PyTorch train with its fused attention kernel on the CPU too: "
                                            "faster, and no T×T attention maps kept for the backward pass.",
-                                           kind=(int, float, type(None)))
+                                           kind=(int, float, type(None)), minimum=0.0, below=1.0)
     cache_states: bool = _key(False, "Finetuning: compute the frozen encoder's states of the training windows once "
                               "per run and train adapter, decoder and head on them, at about an LSTM's cost per "
                               "update; the training windows then end every `stefaland_cache_stride` days only.")
@@ -148,8 +163,8 @@ class Settings:
         Raises
         ------
         ValueError
-            If a value has the wrong type, is out of range or is not one of the accepted choices, or the masked
-            window lengths are inverted.
+            If a value has the wrong type, is out of range or is not one of the accepted choices, or two keys do not
+            fit together (width and heads, kernel size, mask ratios, masked window lengths).
         """
         raw = cfg if isinstance(cfg, dict) else cfg.as_dict()
         values = {}
@@ -159,6 +174,12 @@ class Settings:
             key.check(name, value)
             values[name.removeprefix(PREFIX)] = value
         settings = cls(**values)
+        if settings.d_model % settings.nheads != 0:
+            raise ValueError(f"stefaland_d_model={settings.d_model} must be divisible by "
+                             f"stefaland_nheads={settings.nheads}.")
+        if settings.adapter in CONVOLUTION_ADAPTERS and settings.adapter_kernel_size % 2 == 0:
+            raise ValueError(f"stefaland_adapter_kernel_size={settings.adapter_kernel_size} must be odd (a centred "
+                             f"convolution) for stefaland_adapter: {settings.adapter}.")
         if settings.min_mask_ratio is not None and not settings.min_mask_ratio <= settings.mask_ratio < 1.0:
             raise ValueError(f"stefaland_min_mask_ratio={settings.min_mask_ratio} needs stefaland_mask_ratio="
                              f"{settings.mask_ratio} below 1 and at least as large.")

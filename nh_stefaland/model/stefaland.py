@@ -15,7 +15,7 @@ from neuralhydrology.modelzoo.head import get_head
 from neuralhydrology.utils.config import Config
 
 from nh_stefaland.model.adapters import ADAPTERS, get_adapter, get_decoder
-from nh_stefaland.model.checks import check_model_options, check_stage, encoder_variables
+from nh_stefaland.model.checks import check_config, encoder_variables
 from nh_stefaland.model.encoder import Encoder
 from nh_stefaland.model.masking import attribute_group_ids, group_mask, span_lengths, window_mask
 from nh_stefaland.model.missing import MissingPolicy, hide_invalid, input_masks, valid_days
@@ -56,17 +56,12 @@ class StefaLand(BaseModel):
 
     def __init__(self, cfg: Config):
         super().__init__(cfg=cfg)
-        check_model_options(cfg)
-        self.settings = settings = Settings.from_config(cfg)
-        check_stage(cfg, settings)
-        if settings.d_model % settings.nheads != 0:
-            raise ValueError(f"stefaland_d_model={settings.d_model} must be divisible by "
-                             f"stefaland_nheads={settings.nheads}.")
+        self.settings = settings = check_config(cfg)
         self.stage = settings.stage
         self.module_parts = list(STAGE_PARTS[self.stage])
         self.dynamic_inputs = list(cfg.dynamic_inputs)
         self.static_attributes = sorted(cfg.static_attributes + cfg.hydroatlas_attributes)
-        self.encoder_inputs, self.encoder_attributes = encoder_variables(cfg)
+        self.encoder_inputs, self.encoder_attributes = encoder_variables(cfg, settings)
         # x_s column of each encoder attribute; one past the last column (a NaN pad) for attributes not loaded
         self._attribute_columns = [self.static_attributes.index(a) if a in self.static_attributes
                                    else len(self.static_attributes) for a in self.encoder_attributes]

@@ -3,7 +3,9 @@
 Under ``torchrun`` with ``WORLD_SIZE`` > 1, :func:`trainer_class` turns NH's ``BaseTrainer`` (or StefaLand's
 ``FinetuneTrainer``) into a subclass that, through NH's own overridable methods only:
 
-- starts the process group (NCCL on CUDA, gloo on the CPU) and puts each process on its device (``LOCAL_RANK``);
+- puts each process on its device (the GPU of its ``LOCAL_RANK``, written into its config so that NH's validator
+  uses it too), then starts the process group (NCCL on CUDA, gloo on the CPU): every collective, the first included,
+  runs on the process's own GPU;
 - lets rank 0 create the run folder (its timestamped name is broadcast); the other ranks write only to a private
   temporary folder, removed at the end, and log errors only;
 - splits ``batch_size`` evenly (it stays the global batch of one update) and gives the loader a
@@ -105,6 +107,9 @@ class DistributedTraining:
         self._rank, self._processes = int(os.environ['RANK']), world_size()
         local_batch_size(cfg.batch_size, self._processes)
         self._rank_device = _device(cfg, int(os.environ.get('LOCAL_RANK', '0')))
+        if self._rank_device.type == 'cuda':
+            torch.cuda.set_device(self._rank_device)  # before any NCCL collective: else all ranks start on cuda:0
+            cfg.device = str(self._rank_device)  # NH's trainer and validator read the config's device
         self._owns_group = not dist.is_initialized()
         if self._owns_group:
             dist.init_process_group('nccl' if self._rank_device.type == 'cuda' else 'gloo', timeout=TIMEOUT)
@@ -144,8 +149,6 @@ class DistributedTraining:
 
     def _set_device(self):
         self.device = self._rank_device
-        if self._rank_device.type == 'cuda':
-            torch.cuda.set_device(self._rank_device)
         LOGGER.info(f"### {self._processes} processes, one device each; rank 0 on {self.device} writes the run folder; "
                     f"batch_size={self.cfg.batch_size} split into {self._processes} × "
                     f"{local_batch_size(self.cfg.batch_size, self._processes)}")

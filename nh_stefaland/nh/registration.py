@@ -47,7 +47,7 @@ def patch_module(module: ModuleType) -> None:
         patch(module)
     except Exception as error:
         _undo()
-        error.add_note(f"nh_stefaland could not patch {module.__name__}; NeuralHydrology is left as installed.")
+        _add_note(error, f"nh_stefaland could not patch {module.__name__}; NeuralHydrology is left as installed.")
         raise
 
 
@@ -168,6 +168,10 @@ def _wrap_key_check(original: Callable) -> Callable:
             if hint:
                 raise ValueError(f"{error} Unknown: {hint}.") from None
             raise
+        if str(cfg.get('model', '')).lower() in MODEL_NAMES:  # a StefaLand config is checked as it is read
+            from nh_stefaland.model.checks import check_raw_config
+
+            check_raw_config(cfg)
 
     return check_cfg_keys
 
@@ -229,6 +233,16 @@ def _set(owner: Any, attribute: str, value: Any) -> None:
     previous = vars(owner).get(attribute, _MISSING)
     setattr(owner, attribute, value)
     _UNDO.append(lambda: delattr(owner, attribute) if previous is _MISSING else setattr(owner, attribute, previous))
+
+
+def _add_note(error: Exception, note: str) -> None:
+    """``error.add_note(note)``; Python 3.10 has no notes, so there the note ends the error's message."""
+    if hasattr(error, 'add_note'):
+        error.add_note(note)
+    elif error.args and isinstance(error.args[0], str):
+        error.args = (f"{error.args[0]} ({note})", *error.args[1:])
+    else:
+        error.args = (*error.args, note)
 
 
 def _undo() -> None:

@@ -2,16 +2,20 @@
 
 NH's tester runs one full window per day of the period and keeps its last ``predict_last_n`` = P steps. A model that
 is trained to predict all P of those steps needs only every P-th window: windows ending P days apart cover the
-period once, and a last window ending on the final day covers the remainder. The testers below reuse NH's
-``evaluate`` unchanged (result files, metrics, validation during training); they only hand it fewer windows and
-turn the windows' P predictions into one prediction per day.
+period once, and a last window ending on the final day covers the remainder. A window holds ``seq_length`` = T steps,
+so with P > T the windows end T days apart. The testers below reuse NH's ``evaluate`` unchanged (result files,
+metrics, validation during training); they only hand it fewer windows and turn the windows' predictions into one
+prediction per day.
 """
+import copy
 import logging
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader, Dataset
 
+from neuralhydrology.datasetzoo import get_dataset
 from neuralhydrology.datasetzoo.basedataset import BaseDataset
 from neuralhydrology.evaluation.tester import BaseTester, RegressionTester, UncertaintyTester
 from neuralhydrology.modelzoo.basemodel import BaseModel
@@ -117,46 +121,61 @@ class StridedWindows(Dataset):
 class _StridedEvaluation:
     """Tester mixin: strided windows in, one prediction per day out; everything else is NH's tester.
 
-    NH's ``evaluate`` reads ``predict_last_n`` again after each basin's forward passes, to lay out and score the
-    predictions. The stitched series have the layout of ``predict_last_n`` = 1 (one value per day), so for that part
-    the config says 1; otherwise NH would announce "metrics over the last 1 element only, ignoring P−1 predictions",
-    which is not what happens: every day is scored once. The run's value is restored whenever NH reads windows.
+    The tester keeps its own window length, ``window`` = min(``predict_last_n``, ``seq_length``): the steps each
+    window predicts (a window has no more than ``seq_length`` steps, so windows further apart would leave days
+    unpredicted). NH's ``evaluate`` lays out and scores the series of every basin after reading ``predict_last_n``
+    from the tester's config; the stitched series have the layout of ``predict_last_n`` = 1 (one value per day), so the
+    tester reads from a copy of the run's config that says 1 (NH would otherwise announce "metrics over the last 1
+    element only, ignoring P−1 predictions", which is not what happens: every day is scored once). The run's config,
+    which the model, the loss, the datasets and the trainer read, is never changed.
     """
 
     def __init__(self, cfg: Config, run_dir: Path, period: str = 'test', init_model: bool = True):
         super().__init__(cfg, run_dir, period, init_model)
-        self._stride = cfg.predict_last_n
-        LOGGER.info(f"Evaluating the {period} period with one window per predict_last_n={cfg.predict_last_n} days, "
-                    f"each day predicted once (stefaland_strided_evaluation).")
-
-    def evaluate(self, *args, **kwargs) -> dict:
-        """NH's ``evaluate`` (same arguments and results); the config keeps its ``predict_last_n`` afterwards."""
-        try:
-            return super().evaluate(*args, **kwargs)
-        finally:
-            self._set_predict_last_n(self._stride)
+        self._run_cfg = cfg
+        self.window = min(cfg.predict_last_n, cfg.seq_length)
+        self.cfg = copy.deepcopy(cfg)
+        self.cfg.update_config({'predict_last_n': 1})
+        LOGGER.info(f"Evaluating the {period} period with one window per {self.window} days "
+                    f"(predict_last_n={cfg.predict_last_n}, seq_length={cfg.seq_length}), each day predicted once "
+                    f"(stefaland_strided_evaluation).")
 
     def _get_dataset(self, basin: str) -> StridedWindows:
-        self._set_predict_last_n(self._stride)
-        return StridedWindows(super()._get_dataset(basin), stride=self._stride)
+        """The basin's windows, loaded as NH's tester loads them for the run's ``predict_last_n``, every
+        ``window``-th kept."""
+        dataset = get_dataset(cfg=self._run_cfg, is_train=False, period=self.period, basin=basin,
+                              additional_features=self.additional_features, id_to_int=self.id_to_int,
+                              scaler=self.scaler)
+        return StridedWindows(dataset, stride=self.window)
 
     def _evaluate(self, model: BaseModel, loader: DataLoader, frequencies: list[str], save_all_output: bool = False):
-        """NH's ``_evaluate`` over the strided windows; predictions, observations and dates stitched per day.
+        """NH's ``_evaluate`` over the strided windows, keeping the last ``window`` steps of each; predictions,
+        observations and dates stitched per day.
 
-        The per-window losses and the optional ``all_output`` (one row per strided window) are passed on as they are.
+        The mean losses per window and the optional ``all_output`` (one row per strided window) are NH's.
         """
-        self._set_predict_last_n(self._stride)
-        predictions, observations, dates, losses, all_output = super()._evaluate(model, loader, frequencies,
-                                                                                save_all_output)
-        for freq in predictions:
-            predictions[freq], stitched_dates = stitch_windows(predictions[freq], dates[freq])
-            observations[freq], _ = stitch_windows(observations[freq], dates[freq])
-            dates[freq] = stitched_dates
-        self._set_predict_last_n(1)  # what NH reads next lays out and scores the stitched, daily series
-        return predictions, observations, dates, losses, all_output
-
-    def _set_predict_last_n(self, value: int) -> None:
-        self.cfg.as_dict()['predict_last_n'] = value
+        freq, = frequencies
+        predictions, observations, dates, losses, all_output = [], [], [], [], {}
+        with torch.no_grad():
+            for data in loader:
+                data = {key: ({k: v.to(self.device) for k, v in value.items()} if key.startswith('x_d') else
+                              value if key.startswith('date') else value.to(self.device))
+                        for key, value in data.items()}
+                data = model.pre_model_hook(data, is_train=False)
+                output, loss = self._get_predictions_and_loss(model, data)
+                if save_all_output:
+                    for key, value in output.items():
+                        if value is not None and not isinstance(value, dict):
+                            all_output.setdefault(key, []).append(value.detach().cpu().numpy())
+                y_hat, y = self._subset_targets(model, data, output, self.window, '')
+                predictions.append(y_hat.detach().cpu().numpy())  # [W, window, n_targets(, samples)]
+                observations.append(y.cpu().numpy())
+                dates.append(data['date'][:, -self.window:])
+                losses.append(loss)
+        values, stitched_dates = stitch_windows(np.concatenate(predictions), np.concatenate(dates))
+        observed, _ = stitch_windows(np.concatenate(observations), np.concatenate(dates))
+        all_output = {key: np.concatenate(parts) for key, parts in all_output.items()}
+        return {freq: values}, {freq: observed}, {freq: stitched_dates}, _mean_losses(losses), all_output
 
 
 class StridedRegressionTester(_StridedEvaluation, RegressionTester):
@@ -165,3 +184,11 @@ class StridedRegressionTester(_StridedEvaluation, RegressionTester):
 
 class StridedUncertaintyTester(_StridedEvaluation, UncertaintyTester):
     """NH's ``UncertaintyTester`` (sampled heads, MC-dropout) with strided windows (see module docstring)."""
+
+
+def _mean_losses(losses: list[dict[str, float]]) -> dict[str, float]:
+    """Each loss averaged over the windows, NaN ones left out (NaN when all are), as NH's tester does."""
+    if not losses:
+        return {'loss': np.nan}
+    values = {name: np.array([loss[name] for loss in losses]) for name in losses[0]}
+    return {name: np.nan if np.isnan(value).all() else float(np.nanmean(value)) for name, value in values.items()}

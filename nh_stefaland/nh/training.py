@@ -15,7 +15,8 @@ from neuralhydrology.training.basetrainer import BaseTrainer
 from neuralhydrology.utils.config import Config
 
 from nh_stefaland import pretrained
-from nh_stefaland.model.checks import encoder_variables
+from nh_stefaland.model.checks import check_config, encoder_variables
+from nh_stefaland.model.settings import Settings
 from nh_stefaland.nh import distributed, state_cache
 from nh_stefaland.nh.normalisation import finetuning_scaler, pretraining_scaler, save_scaler
 
@@ -31,13 +32,17 @@ PRETRAINED_STAGES = ('pretrain', 'finetune')
 def start_training(cfg: Config) -> None:
     """Train a StefaLand run (any stage) with NH's trainer, on every process when started by ``torchrun``.
 
+    Every check that needs no data runs first, so that a config error leaves no run folder behind.
+
     Raises
     ------
     ValueError
-        If a non-StefaLand model asks for the reconstruction head, or a finetuning config does not fit its base run.
+        If a non-StefaLand model asks for the reconstruction head, the config is not one StefaLand accepts
+        (:func:`check_config`), or a finetuning config does not fit its base run.
     """
     if cfg.model.lower() != 'stefaland':
         raise ValueError(f"head: {cfg.head} is StefaLand's pretraining head; model: {cfg.model} cannot use it.")
+    check_config(cfg)
     if cfg.stefaland_stage == 'finetune':
         check_finetuning(cfg)
         trainer = distributed.trainer_class(FinetuneTrainer)(cfg=cfg)
@@ -79,7 +84,7 @@ def check_finetuning(cfg: Config) -> None:
         if getattr(cfg, key) != getattr(base, key):
             raise ValueError(f"{key}={getattr(cfg, key)} differs from the pretraining run's "
                              f"{key}={getattr(base, key)}: the pretrained encoder was built with the latter.")
-    base_inputs, base_attributes = encoder_variables(base)
+    base_inputs, base_attributes = encoder_variables(base, Settings.from_config(base))
     _check_same_variables('stefaland_encoder_inputs', cfg.stefaland_encoder_inputs, base_inputs)
     _check_same_variables('stefaland_encoder_attributes', cfg.stefaland_encoder_attributes, base_attributes)
     if cfg.stefaland_encoder_inputs is None and cfg.stefaland_encoder_attributes is None:

@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     import nh_stefaland
     from nh_stefaland.tools.pub import plan as pub_plan, report as pub_report, runs as pub_runs, workers as pub_workers
+    from nh_stefaland.tools.pub import schedule as pub_schedule, settings as pub_settings
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format='%(message)s', stream=sys.stdout)
@@ -80,13 +81,13 @@ def run(args: argparse.Namespace) -> int:
         LOGGER.info(f"Report written to {pub_report.write_report(args.report_only, args.figures_for or None)}")
         return 0
     nh_stefaland.register()
-    settings, models = pub_plan.settings_from(args)
+    settings, models = pub_settings.settings_from(args)
     devices, jobs = pub_workers.parse_devices(args.devices, args.jobs)
     output_dir = args.output_dir.resolve()
     folds = pub_plan.load_or_make_folds(settings, output_dir)
     pretraining, final = pub_plan.plan(settings, models, folds, output_dir, only=args.fold)
     finished = {task.directory for task in (*pretraining, *final) if pub_runs.is_finished(task)}
-    pub_plan.save_settings(settings, output_dir)
+    pub_settings.save_settings(settings, output_dir)
     final_todo = [task for task in final if task.directory not in finished]
     needed = {task.base.directory for task in final_todo if task.base is not None}
     pretraining_todo = [task for task in pretraining if task.directory in needed and task.directory not in finished]
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     total = len(pretraining_todo) + len(final_todo)
     with tqdm(total=len(final) + len(pretraining_todo), initial=len(final) - len(final_todo), file=sys.stdout,
               desc='folds × models', unit='run') as progress:
-        statuses = pub_runs.run_tasks(todo, jobs=jobs, progress=progress, devices=devices)
+        statuses = pub_schedule.run_tasks(todo, jobs=jobs, progress=progress, devices=devices)
     failed = {directory: status for directory, status in statuses.items() if status['state'] != 'done'}
     for directory, status in failed.items():
         LOGGER.error(f"Model '{status['label']}' {status['name']} failed ({status['error']}); "

@@ -37,6 +37,7 @@ def report(settings: dict, folds: pd.DataFrame, per_basin: pd.DataFrame, summary
               "A model trained with several seeds is summarised by each basin's mean over its seeds; "
               "`<model>_ensemble` is the mean prediction of its seeds, scored as a model of its own.", "",
               markdown_table(table.reset_index()), "",
+              *_unobserved_lines(per_basin),
               *(partial if (tested < folds['fold'].nunique()).any() else []),
               "## Paired comparison (same basins, same days)", "",
               "Median over basins of A − B (per-basin seed means), a 95 % percentile-bootstrap interval that "
@@ -103,13 +104,24 @@ def _protocol_lines(settings: dict, folds: pd.DataFrame, per_basin: pd.DataFrame
              + (f" (accepted by --allow-attribute: {', '.join(settings['allow_attributes'])})"
                 if settings['allow_attributes'] else "")
              + "; no held-out basin in a training or validation basin file."]
-    if not per_basin.empty:
-        days = per_basin.groupby('basin')['days'].first()
+    days = per_basin.groupby('basin')['days'].first() if not per_basin.empty else pd.Series(dtype=int)
+    days = days[days > 0]
+    if not days.empty:
         lines.append(f"- Scoring: every metric of every model is computed from its `test_results.p` on the days that "
-                     f"all models predict in the basin (NH's tester scores from `test_start_date + predict_last_n − "
-                     f"1`, StefaLand's strided tester from `test_start_date`): median {np.median(days):.0f} days "
-                     f"per basin ({days.min()}–{days.max()}).")
+                     f"all models predict in the basin and that have an observation (NH's tester scores from "
+                     f"`test_start_date + predict_last_n − 1`, StefaLand's strided tester from `test_start_date`): "
+                     f"median {np.median(days):.0f} days per basin ({days.min()}–{days.max()}).")
     return lines
+
+
+def _unobserved_lines(per_basin: pd.DataFrame) -> list[str]:
+    """The held-out basins without an observation on their scored days: counted and named, as they have no metric."""
+    days = per_basin.groupby('basin')['days'].max()
+    unobserved = sorted(days.index[days == 0])
+    if not unobserved:
+        return []
+    return [f"{len(unobserved)} of the {len(days)} held-out basins have no observation on the days scored, so no "
+            f"metric (they are not in the counts above): {', '.join(unobserved)}.", ""]
 
 
 def _failed_lines(failed: list[dict]) -> list[str]:

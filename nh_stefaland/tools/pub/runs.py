@@ -1,4 +1,4 @@
-"""Training and evaluating one model stage on one fold, here or in worker processes, resumable through status files."""
+"""Training and evaluating one model stage on one fold (a task), resumable through its status file."""
 import json
 import logging
 import os
@@ -6,13 +6,9 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
-
-from tqdm import tqdm
 
 from neuralhydrology.evaluation import evaluate as nh_evaluate
 from neuralhydrology.training import train as nh_train
@@ -102,49 +98,6 @@ def _has_epoch_choice(task: Task) -> bool:
             and (task.directory / choice['metrics_file']).is_file())
 
 
-def run_tasks(tasks: list[Task], jobs: int, progress: tqdm, devices: list[str] = ()) -> dict[Path, dict]:
-    """Run the tasks in their order, each once its pretraining (``base``) has finished: a finetuning stage does not
-    wait for other models' runs; a task whose base failed is marked failed, not run.
-
-    With ``jobs`` 1 the tasks run one after the other in this process, otherwise in ``jobs`` worker processes, a task
-    handed to a worker only when one is free; with ``devices`` each worker trains on its own device (one run per
-    device at a time).
-
-    Returns
-    -------
-    dict[Path, dict]
-        The status of every task that was run (or could not run), by task directory.
-    """
-    statuses: dict[Path, dict] = {}
-
-    def finish(task: Task, status: dict) -> None:
-        statuses[task.directory] = status
-        progress.set_postfix_str(f"{task.label} {task.name}: {status['state']}")
-        progress.update(1)
-
-    waiting, running = list(tasks), {}
-    with workers.pool(jobs, list(devices)) as executor:
-        while waiting or running:
-            unfinished = {task.directory for task in (*waiting, *running.values())}
-            for task in [task for task in waiting if task.base is None or task.base.directory not in unfinished]:
-                if executor is not None and len(running) >= jobs:
-                    break
-                waiting.remove(task)
-                base_status = read_status(task.base.directory) if task.base is not None else None
-                if task.base is not None and (base_status is None or base_status['state'] != 'done'):
-                    finish(task, _record_blocked(task, base_status))
-                elif executor is None:
-                    finish(task, run_task(task))
-                else:
-                    running[_submit(executor, task)] = task
-            if running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    task = running.pop(future)
-                    finish(task, _result(future, task))
-    return statuses
-
-
 def run_task(task: Task) -> dict:
     """Train (and evaluate) one task in this process; writes its log and status, and never raises.
 
@@ -159,6 +112,17 @@ def run_task(task: Task) -> dict:
         except ValueError as error:
             return {'state': 'failed', 'error': str(error), 'label': task.label, 'name': task.name, 'log': LOG_FILE}
         return _run_locked(task)
+
+
+def write_status(task: Task, status: dict, log_file: Path) -> dict:
+    """Write the task's status; its paths are relative to the task directory, so output folders can move."""
+    status.update(label=task.label, name=task.name, fingerprint=task.fingerprint, log=log_file)
+    for key in ('run_dir', 'metrics_file', 'log'):
+        if key in status:
+            status[key] = os.path.relpath(status[key], task.directory)
+    task.directory.mkdir(parents=True, exist_ok=True)
+    pub_files.write_text(task.directory / STATUS_FILE, json.dumps(status, indent=1))
+    return status
 
 
 def _run_locked(task: Task) -> dict:
@@ -178,7 +142,7 @@ def _run_locked(task: Task) -> dict:
     status['seconds'] = round(time.perf_counter() - start, 1)
     if 'run_dir' in status:  # NH opened its output.log but logged here: give the run its log
         shutil.copyfile(log_file, Path(status['run_dir']) / 'output.log')
-    return _write_status(task, status, log_file)
+    return write_status(task, status, log_file)
 
 
 def _train_and_evaluate(task: Task) -> dict:
@@ -270,41 +234,6 @@ def _report_metrics(cfg: Config) -> list[str] | dict[str, list[str]]:
 
 def _with_report_metrics(names: list[str]) -> list[str]:
     return names if 'all' in names else list(names) + [m for m in REPORT_METRICS if m not in names]
-
-
-def _submit(executor: ProcessPoolExecutor, task: Task) -> Future:
-    """The future of ``run_task(task)`` in a worker (already failed if the workers are gone)."""
-    try:
-        return executor.submit(run_task, task)
-    except BrokenProcessPool as error:
-        future = Future()
-        future.set_exception(error)
-        return future
-
-
-def _result(future: Future, task: Task) -> dict:
-    """The status a worker returned for ``task``, or a failed one if the worker process died."""
-    try:
-        return future.result()
-    except BrokenProcessPool as error:
-        return _write_status(task, {'state': 'failed', 'error': f"worker process died: {error}"},
-                             task.directory / LOG_FILE)
-
-
-def _record_blocked(task: Task, base_status: dict | None) -> dict:
-    log = task.base.directory / (base_status['log'] if base_status else LOG_FILE)
-    return _write_status(task, {'state': 'failed', 'error': f"its pretraining {task.base.name} failed"}, log)
-
-
-def _write_status(task: Task, status: dict, log_file: Path) -> dict:
-    """Write the task's status; its paths are relative to the task directory, so output folders can move."""
-    status.update(label=task.label, name=task.name, fingerprint=task.fingerprint, log=log_file)
-    for key in ('run_dir', 'metrics_file', 'log'):
-        if key in status:
-            status[key] = os.path.relpath(status[key], task.directory)
-    task.directory.mkdir(parents=True, exist_ok=True)
-    pub_files.write_text(task.directory / STATUS_FILE, json.dumps(status, indent=1))
-    return status
 
 
 @contextmanager

@@ -73,8 +73,10 @@ def score_folds(runs: list[FoldRun], folds: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     pd.DataFrame
-        Columns ``basin, fold, group, model, seed, days`` and :data:`REPORT_METRICS`. A model with more than one seed
-        also gets rows ``<label>_ensemble`` (seed ``ensemble``): the mean simulation of its seeds.
+        Columns ``basin, fold, group, model, seed, days`` and :data:`REPORT_METRICS`; ``days`` counts the common days
+        with an observation, the days the metrics score (0, and NaN metrics, for a basin without observations). A
+        model with more than one seed also gets rows ``<label>_ensemble`` (seed ``ensemble``): the mean simulation of
+        its seeds.
     """
     groups = folds.groupby('fold')['group'].first()
     rows = []
@@ -85,16 +87,17 @@ def score_folds(runs: list[FoldRun], folds: pd.DataFrame) -> pd.DataFrame:
             members = {run: s[basin] for run, s in series.items() if basin in s}
             common = sorted(set.intersection(*(set(table.index) for table in members.values())))
             common = pd.DatetimeIndex(common)
+            days = int(next(iter(members.values()))['obs'].reindex(common).notna().sum())
             for run, table in members.items():
                 rows.append({'basin': basin, 'fold': fold, 'group': groups.get(fold, ''), 'model': run.label,
-                             'seed': str(run.seed), 'days': len(common),
+                             'seed': str(run.seed), 'days': days,
                              **_metrics(table['obs'].reindex(common), table['sim'].reindex(common), basin)})
             for label in dict.fromkeys(run.label for run in members):
                 seeds = [run for run in members if run.label == label]
                 if len(seeds) > 1:
                     mean = pd.concat([members[run]['sim'].reindex(common) for run in seeds], axis=1).mean(axis=1)
                     rows.append({'basin': basin, 'fold': fold, 'group': groups.get(fold, ''),
-                                 'model': f'{label}_{ENSEMBLE}', 'seed': ENSEMBLE, 'days': len(common),
+                                 'model': f'{label}_{ENSEMBLE}', 'seed': ENSEMBLE, 'days': days,
                                  **_metrics(members[seeds[0]]['obs'].reindex(common), mean, basin)})
     columns = ['basin', 'fold', 'group', 'model', 'seed', 'days', *REPORT_METRICS]
     return pd.DataFrame(rows, columns=columns)
