@@ -58,7 +58,9 @@ def _other_valid_value(name: str, key: config.Key):
         return key.default + 2  # odd
     if isinstance(key.default, int):
         return key.default * 2  # d_model and nheads stay divisible, the masked spans ordered
-    return key.default + 1 if key.maximum is None and key.below is None else key.default / 2
+    if key.maximum is None and key.below is None:
+        return key.default + 1
+    return key.default / 2 if key.default else (key.maximum or key.below) / 2
 
 
 def test_every_key_reads_back_what_the_config_says_and_its_default_when_absent():

@@ -147,6 +147,13 @@ def check_stage(cfg: Config, settings: Settings) -> None:
                              f"in dynamic_inputs or static_attributes.")
 
 
+def warn_about_absent_encoder_variables(encoder_variables: list[str], loaded: list[str]) -> None:
+    """Say which variables a pretrained encoder reads that the config does not load (fed as missing throughout)."""
+    absent = [name for name in encoder_variables if name not in loaded]
+    if absent:
+        LOGGER.warning(f"The pretrained encoder reads {absent}, which this config does not load: they are fed as "
+                       f"missing (their learned mask vectors) throughout.")
+
 def _check_finetune_modules(modules: list[str] | dict | str, stage: str) -> None:
     """Every part ``finetune_modules`` names is a part of the model (NH would only log unknown names)."""
     names = list(modules) if isinstance(modules, (list, dict)) else [modules]
@@ -157,3 +164,4 @@ def _check_finetune_modules(modules: list[str] | dict | str, stage: str) -> None
                  else f"'{name}'" for name in unknown]
         raise ValueError(f"finetune_modules names {', '.join(hints)}, which model: stefaland "
                          f"(stefaland_stage: {stage}) does not have; its parts are {list(parts)}.")
+

@@ -4,9 +4,14 @@ Masks are bool, True = hidden from the encoder. The functions are pure: a shape,
 a mask out. Without a generator they draw from torch's global generator of the device, which NeuralHydrology seeds
 with the config's ``seed``.
 """
+import logging
 import math
 
 import torch
+
+from nh_stefaland.model.settings import Settings
+
+LOGGER = logging.getLogger(__name__)
 
 # Related Caravan, CAMELS(-US) and HydroATLAS attributes, masked together: none can be rebuilt from its partners.
 DEFAULT_ATTRIBUTE_GROUPS: dict[str, list[str]] = {
@@ -185,6 +190,20 @@ def attribute_group_ids(attributes: list[str], groups: dict[str, list[str]] | No
             group_of[attribute] = ('group', name)
     keys = list(dict.fromkeys(group_of.get(a, ('single', a)) for a in attributes if a not in never_masked))
     return [-1 if a in never_masked else keys.index(group_of.get(a, ('single', a))) for a in attributes]
+
+
+def warn_about_masking(settings: Settings, length: int, attributes: list[str], group_ids: torch.Tensor) -> None:
+    """Say when pretraining masks shorter spans than configured, or no static attribute at all."""
+    low, high = span_lengths(length, settings.mask_ratio, settings.mask_min_days, settings.mask_max_days)
+    if 0 < settings.mask_ratio < 1 and (low, high) != (settings.mask_min_days, settings.mask_max_days):
+        LOGGER.warning(f"seq_length={length} is short for masked spans of stefaland_mask_min_days="
+                       f"{settings.mask_min_days} to stefaland_mask_max_days={settings.mask_max_days} days at "
+                       f"stefaland_mask_ratio={settings.mask_ratio}: pretraining masks spans of {low} to {high} "
+                       f"days instead, hiding about {settings.mask_ratio:.0%} of each window.")
+    if not (group_ids >= 0).any():
+        LOGGER.warning(f"No encoder attribute can be masked (all of {attributes} are in "
+                       f"stefaland_never_masked_attributes): static reconstruction has nothing to learn and its "
+                       f"loss stays 0.")
 
 
 def _windows_needed(ratio: float, length: int, min_length: int) -> int:

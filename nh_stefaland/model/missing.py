@@ -149,6 +149,18 @@ def input_masks(dynamic: torch.Tensor, static: torch.Tensor, settings: Settings,
     return torch.isnan(dynamic) | days, torch.isnan(static) | attributes
 
 
+def columns(names: list[str], among: list[str]) -> list[int]:
+    """Position of each of ``names`` in ``among``; ``len(among)`` (one past the last) for names not in it."""
+    return [among.index(name) if name in among else len(among) for name in names]
+
+
+def zero_hidden(values: torch.Tensor, mask: torch.Tensor, mask_columns: list[int]) -> torch.Tensor:
+    """``values`` [..., V_a] with 0 where missing or hidden: by column ``mask_columns[v]`` of ``mask`` [..., V], never
+    for a column one past its last."""
+    hidden = torch.cat([mask, torch.zeros_like(mask[..., :1])], dim=-1)[..., mask_columns]  # [..., V_a]
+    return values.masked_fill(hidden, 0.0).nan_to_num(0.0)
+
+
 def _in_run_longer_than(missing: torch.Tensor, limit: int) -> torch.Tensor:
     """Bool [B, T, F]: True where a value lies in a run of more than ``limit`` consecutive missing days.
 

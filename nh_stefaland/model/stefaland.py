@@ -15,10 +15,10 @@ from neuralhydrology.modelzoo.head import get_head
 from neuralhydrology.utils.config import Config
 
 from nh_stefaland.model.adapters import ADAPTERS, get_adapter, get_decoder
-from nh_stefaland.model.checks import check_config, encoder_variables
+from nh_stefaland.model.checks import check_config, encoder_variables, warn_about_absent_encoder_variables
 from nh_stefaland.model.encoder import Encoder
-from nh_stefaland.model.masking import attribute_group_ids, group_mask, span_lengths, window_mask
-from nh_stefaland.model.missing import MissingPolicy, hide_invalid, input_masks, valid_days
+from nh_stefaland.model.masking import attribute_group_ids, group_mask, warn_about_masking, window_mask
+from nh_stefaland.model.missing import MissingPolicy, columns, hide_invalid, input_masks, valid_days, zero_hidden
 from nh_stefaland.model.reconstruction import ReconstructionDecoder, ReconstructionHead
 from nh_stefaland.model.settings import STAGE_PARTS, Settings
 from nh_stefaland.model.tokens import InputTokens
@@ -34,7 +34,8 @@ class StefaLand(BaseModel):
     Every dynamic input and static attribute is embedded by its own small MLP; the F daily vectors of a day are
     summed into one token and the C attribute vectors into one static token appended after the T days. Missing
     values are replaced by learned per-variable mask vectors; where those were never trained, or a gap is longer than
-    training taught them, the prediction is NaN (:mod:`nh_stefaland.model.missing`). A post-LN transformer encodes the T+1 tokens. What follows depends on ``stefaland_stage``:
+    training taught them, the prediction is NaN (:mod:`nh_stefaland.model.missing`). A post-LN transformer encodes
+    the T+1 tokens. What follows depends on ``stefaland_stage``:
 
     - ``supervised``: the daily state plus the static state passes an adapter and an LSTM decoder into
       NeuralHydrology's head, all trained on the targets;
@@ -63,15 +64,13 @@ class StefaLand(BaseModel):
         self.static_attributes = sorted(cfg.static_attributes + cfg.hydroatlas_attributes)
         self.encoder_inputs, self.encoder_attributes = encoder_variables(cfg, settings)
         # x_s column of each encoder attribute; one past the last column (a NaN pad) for attributes not loaded
-        self._attribute_columns = [self.static_attributes.index(a) if a in self.static_attributes
-                                   else len(self.static_attributes) for a in self.encoder_attributes]
+        self._attribute_columns = columns(self.encoder_attributes, self.static_attributes)
         # encoder mask column of each task input and attribute; one past the last (never hidden) for the others
-        self._input_mask_columns = [self.encoder_inputs.index(v) if v in self.encoder_inputs
-                                    else len(self.encoder_inputs) for v in self.dynamic_inputs]
-        self._attribute_mask_columns = [self.encoder_attributes.index(a) if a in self.encoder_attributes
-                                        else len(self.encoder_attributes) for a in self.static_attributes]
+        self._input_mask_columns = columns(self.dynamic_inputs, self.encoder_inputs)
+        self._attribute_mask_columns = columns(self.static_attributes, self.encoder_attributes)
         self.missing_policy = MissingPolicy.from_settings(settings, cfg.seq_length)
-        self._warn_about_absent_encoder_variables()
+        warn_about_absent_encoder_variables(self.encoder_inputs + self.encoder_attributes,
+                                            self.dynamic_inputs + self.static_attributes)
 
         self.tokens = InputTokens(n_dynamic=len(self.encoder_inputs), n_static=len(self.encoder_attributes),
                                   d_model=settings.d_model, max_length=cfg.seq_length, width=settings.token_hidden,
@@ -83,7 +82,7 @@ class StefaLand(BaseModel):
         if self.stage != 'supervised':
             self.reconstruction_decoder = self._build_reconstruction_decoder(settings)
         if self.stage == 'pretrain':
-            self._warn_about_masking(settings, cfg.seq_length)
+            warn_about_masking(settings, cfg.seq_length, self.encoder_attributes, self.attribute_groups)
         if self.stage != 'pretrain':
             LOGGER.info(f"Missing inputs: {self.missing_policy.describe()}.")
             self.adapter = get_adapter(settings.adapter, n_inputs=len(self.dynamic_inputs),
@@ -271,12 +270,8 @@ class StefaLand(BaseModel):
         """All dynamic inputs in ``dynamic_inputs`` order [B, T, F_a] and all attributes [B, C_a]; missing values and
         those hidden from the encoder (``dynamic_mask`` [B, T, F], ``static_mask`` [B, C]) as 0."""
         dynamic = torch.cat([data['x_d'][name] for name in self.dynamic_inputs], dim=-1)  # [B, T, F_a]
-        static = self._static(data)  # [B, C_a]
-        dynamic_hidden = torch.cat([dynamic_mask, torch.zeros_like(dynamic_mask[..., :1])], dim=-1)
-        static_hidden = torch.cat([static_mask, torch.zeros_like(static_mask[:, :1])], dim=-1)
-        dynamic = dynamic.masked_fill(dynamic_hidden[..., self._input_mask_columns], 0.0)
-        static = static.masked_fill(static_hidden[:, self._attribute_mask_columns], 0.0)
-        return dynamic.nan_to_num(0.0), static.nan_to_num(0.0)
+        return (zero_hidden(dynamic, dynamic_mask, self._input_mask_columns),
+                zero_hidden(self._static(data), static_mask, self._attribute_mask_columns))
 
     def _head_input(self, features: torch.Tensor, data: dict) -> torch.Tensor:
         """The head's input: ``features`` [B, T, H] (D for the linear probe); UMAL's also holds tau [B, T, H+1].
@@ -299,23 +294,3 @@ class StefaLand(BaseModel):
             raise ValueError(f"x_s has {static.shape[-1]} columns, expected one per static attribute "
                              f"{self.static_attributes}.")
         return static
-
-    def _warn_about_absent_encoder_variables(self):
-        absent = [v for v in self.encoder_inputs if v not in self.dynamic_inputs]
-        absent += [a for a in self.encoder_attributes if a not in self.static_attributes]
-        if absent:
-            LOGGER.warning(f"The pretrained encoder reads {absent}, which this config does not load: they are fed as "
-                           f"missing (their learned mask vectors) throughout.")
-
-    def _warn_about_masking(self, settings: Settings, length: int):
-        """Say when pretraining masks shorter spans than configured, or no static attribute at all."""
-        low, high = span_lengths(length, settings.mask_ratio, settings.mask_min_days, settings.mask_max_days)
-        if 0 < settings.mask_ratio < 1 and (low, high) != (settings.mask_min_days, settings.mask_max_days):
-            LOGGER.warning(f"seq_length={length} is short for masked spans of stefaland_mask_min_days="
-                           f"{settings.mask_min_days} to stefaland_mask_max_days={settings.mask_max_days} days at "
-                           f"stefaland_mask_ratio={settings.mask_ratio}: pretraining masks spans of {low} to {high} "
-                           f"days instead, hiding about {settings.mask_ratio:.0%} of each window.")
-        if not (self.attribute_groups >= 0).any():
-            LOGGER.warning(f"No encoder attribute can be masked (all of {self.encoder_attributes} are in "
-                           f"stefaland_never_masked_attributes): static reconstruction has nothing to learn and its "
-                           f"loss stays 0.")
