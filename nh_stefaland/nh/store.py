@@ -9,9 +9,10 @@ Layout of a store folder (written by ``nh-stefaland pack``, read by :mod:`nh_ste
     chunks/c00000/<variable>.npy    (percent-encoded name) unnormalised daily values [basins of the chunk, days] float32, NaN = missing
     pending/              basins loaded but not yet in a chunk (resuming starts from them)
 
-Plain NumPy ``.npy`` files need no dependency beyond NumPy, are memory-mapped read-only (every process on a node
-shares the operating system's page cache, and a window is one contiguous slice per variable), and a chunk is written
-once, then renamed into place: a store is never left half-written. A variable a chunk has no file for (it was added
+Plain NumPy ``.npy`` files need no dependency beyond NumPy (``np.load(file, mmap_mode='r')`` opens any of them); a
+basin's days are contiguous, so a window is one positioned read per variable, served from the operating system's
+page cache, which every process on a node shares; and a chunk is written once, then renamed into place: a store is
+never left half-written. A variable a chunk has no file for (it was added
 by a later ``pack --append``) reads as missing.
 """
 import json
@@ -129,7 +130,7 @@ def remove_orphan_chunks(path: Path) -> None:
 
 
 class Store:
-    """A store opened for reading: index, dates, attributes and memory-mapped variables.
+    """A store opened for reading: index, dates, attributes, and reads of any basins' days.
 
     Parameters
     ----------
@@ -148,32 +149,61 @@ class Store:
         self.dates = self.meta.dates  # [days]
         self.attributes = pd.DataFrame(_read_attributes(self.path, len(self.basins), self.meta.attributes),
                                        index=self.basins, columns=self.meta.attributes)
-        self._arrays = {}
+        self._layouts = {}
 
-    def array(self, chunk: int, variable: str) -> np.ndarray | None:
-        """Read-only memory map of one chunk's variable [basins of the chunk, days]; None when not stored."""
-        key = (chunk, variable)
-        if key not in self._arrays:
-            file = self.path / 'chunks' / f'c{chunk:05d}' / file_name(variable)
-            self._arrays[key] = np.load(file, mmap_mode='r') if file.is_file() else None
-        return self._arrays[key]
+    def stored(self, chunk: int, variable: str) -> bool:
+        """Whether a chunk has a file for ``variable`` (a variable added after the chunk was written has none)."""
+        return self._layout(chunk, variable) is not None
 
-    def series(self, variable: str, positions: np.ndarray, first: int, last: int) -> np.ndarray:
-        """Unnormalised values of ``variable`` for basins at ``positions``, days ``first`` to ``last`` inclusive.
+    def read(self, variable: str, positions: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
+        """Unnormalised values of ``variable``: ``length`` days from store day ``starts[i]`` of the basin at store
+        position ``positions[i]``.
+
+        Each row is one positioned read (``preadv``) through the operating system's page cache, which all processes
+        on a node share; nothing is mapped into the process, so its resident memory does not grow with the store.
 
         Returns
         -------
         np.ndarray
-            float32 [len(positions), last - first + 1], NaN where missing or not stored.
+            float32 [len(positions), length], NaN where missing or not stored.
         """
-        out = np.full((len(positions), last - first + 1), np.nan, dtype=np.float32)
+        out = np.full((len(positions), length), np.nan, dtype=np.float32)
         chunks = self.chunk_of[positions]
         for chunk in np.unique(chunks):
-            array = self.array(int(chunk), variable)
-            if array is not None:
-                take = np.flatnonzero(chunks == chunk)
-                out[take] = array[self.row_in_chunk[positions[take]], first:last + 1]
+            layout = self._layout(int(chunk), variable)
+            if layout is None:
+                continue
+            file, offset, days = layout
+            descriptor = os.open(file, os.O_RDONLY)
+            try:
+                for i in np.flatnonzero(chunks == chunk):
+                    row = int(self.row_in_chunk[positions[i]])
+                    os.preadv(descriptor, [out[i]], offset + (row * days + int(starts[i])) * out.itemsize)
+            finally:
+                os.close(descriptor)
         return out
+
+    def series(self, variable: str, positions: np.ndarray, first: int, last: int) -> np.ndarray:
+        """Unnormalised values of ``variable`` for basins at ``positions``, days ``first`` to ``last`` inclusive
+        (float32 [len(positions), last - first + 1], NaN where missing or not stored)."""
+        return self.read(variable, positions, np.full(len(positions), first), last - first + 1)
+
+    def _layout(self, chunk: int, variable: str) -> tuple[Path, int, int] | None:
+        """File, data offset and days per row of one chunk's variable (read once); None when not stored."""
+        key = (chunk, variable)
+        if key not in self._layouts:
+            file = self.path / 'chunks' / f'c{chunk:05d}' / file_name(variable)
+            self._layouts[key] = None
+            if file.is_file():
+                with file.open('rb') as stream:
+                    version = np.lib.format.read_magic(stream)
+                    header = {(1, 0): np.lib.format.read_array_header_1_0,
+                              (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                    shape, fortran, dtype = header(stream) if header else ((), True, None)
+                    if fortran or dtype != np.float32 or len(shape) != 2:
+                        raise ValueError(f"{file} is not a [basins, days] float32 array: the store is damaged.")
+                    self._layouts[key] = (file, stream.tell(), shape[1])
+        return self._layouts[key]
 
     def day(self, date: pd.Timestamp) -> int:
         """Position of ``date`` on the store's day axis (may lie outside ``[0, days)``)."""

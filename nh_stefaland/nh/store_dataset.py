@@ -4,7 +4,7 @@ A config with ``stefaland_store`` gets this dataset wherever NH asks ``get_datas
 evaluation, finetuning), in place of the class of its ``dataset`` key. It gives NH's exact samples and batches
 (``x_d`` dict [B, T, 1] per input, ``x_s`` [B, C] alphabetical, ``y`` [B, T, n_targets], ``date`` [B, T],
 ``per_basin_target_stds`` [B, 1, n_targets] for NH's NSE losses), with NH's periods, warm-up, valid windows and
-normalisation, but reads the days of a batch from memory-mapped files when the batch is drawn, keeps the valid
+normalisation, but reads the days of a batch from the store when the batch is drawn, keeps the valid
 windows as runs (:mod:`.store_windows`) and reads a whole batch at once (``__getitems__``). Training loaders built by
 StefaLand's trainers draw windows with :class:`WindowSampler`, which shards them across ``torchrun`` ranks.
 """
@@ -85,7 +85,6 @@ class StoreDataset(BaseDataset):
         self._variables = list(dict.fromkeys(self._inputs + self._targets))
         self._positions = self._store_positions()  # [N]
         self._days = self._period_days()
-        self._disable_pbar = cfg.verbose == 0 or not is_train
         self.scaler = dict(scaler) if scaler else {}
         if is_train and not scaler:
             self.scaler.update(feature_statistics(self.store, self._positions, self._variables, self._targets,
@@ -114,9 +113,9 @@ class StoreDataset(BaseDataset):
         first = self._days[0] + end - self.cfg.seq_length + 1  # store day of each window's first day [B]
         days = first[:, None] + np.arange(self.cfg.seq_length)  # [B, T]
         stored = self._positions[position]
-        batch = {'x_d': {v: torch.from_numpy(self._read(v, stored, days)[..., None]) for v in self._inputs},
+        batch = {'x_d': {v: torch.from_numpy(self._read(v, stored, first)[..., None]) for v in self._inputs},
                  'x_d_hindcast': {}, 'x_d_forecast': {}}
-        targets = np.stack([self._read(t, stored, days) for t in self._targets], axis=-1)  # [B, T, n_targets]
+        targets = np.stack([self._read(t, stored, first) for t in self._targets], axis=-1)  # [B, T, n_targets]
         targets[days < self._days[1]] = np.nan  # NH hides the targets of warm-up days
         batch['y'] = torch.from_numpy(targets)
         batch['date'] = self.store.dates[days]
@@ -135,15 +134,10 @@ class StoreDataset(BaseDataset):
         """Basin position (into ``basins``) and end (days since the first loaded day) of each window [n]."""
         return self._windows.locate(np.asarray(items, dtype=np.int64))
 
-    def _read(self, variable: str, stored: np.ndarray, days: np.ndarray) -> np.ndarray:
-        """Normalised values of ``variable`` on ``days`` [B, T] of the basins at store positions ``stored`` [B]."""
-        values = np.full(days.shape, np.nan, dtype=np.float32)
-        chunks = self.store.chunk_of[stored]
-        for chunk in np.unique(chunks):
-            array = self.store.array(int(chunk), variable)
-            if array is not None:
-                take = np.flatnonzero(chunks == chunk)
-                values[take] = array[self.store.row_in_chunk[stored[take]][:, None], days[take]]
+    def _read(self, variable: str, stored: np.ndarray, first: np.ndarray) -> np.ndarray:
+        """Normalised values of ``variable`` [B, T]: the window of days from ``first`` [B] of the basins at store
+        positions ``stored`` [B]; normalised as NH does (the scaler's dtypes, then float32)."""
+        values = self.store.read(variable, stored, first, self.cfg.seq_length)
         return ((values - self._center[variable]) / self._scale[variable]).astype(np.float32)
 
     def _store_positions(self) -> np.ndarray:

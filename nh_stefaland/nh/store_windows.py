@@ -76,9 +76,8 @@ def valid_ends(inputs_missing: np.ndarray, observed: np.ndarray | None, seq_leng
 def runs(valid: np.ndarray, first_basin: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Runs of True per row of ``valid`` [N, L]: (basin = row + ``first_basin``, first end, length), row-major."""
     edges = np.diff(np.pad(valid.astype(np.int8), ((0, 0), (1, 1))), axis=1)
-    rows, starts = np.nonzero(edges == 1)
-    _, stops = np.nonzero(edges == -1)
-    return rows + first_basin, starts, stops - starts
+    rows, columns = np.nonzero(edges)  # per row, a run's start (+1) and its stop (−1) in turns
+    return rows[0::2] + first_basin, columns[0::2], columns[1::2] - columns[0::2]
 
 
 class WindowSampler(Sampler[int]):
