@@ -1,22 +1,24 @@
-"""The packed data store: one daily grid of basins × days per variable, memory-mapped, in chunks of basins.
+"""The packed data store: one daily grid of basins × days per variable, as plain NumPy files in chunks of basins.
 
 Layout of a store folder (written by ``nh-stefaland pack``, read by :mod:`nh_stefaland.nh.store_dataset`)::
 
-    store.json            format version, first and last day, variables, attributes, chunk size, sources
+    store.json            format version, first day and number of days, variables, attributes, chunk size, sources
     index.json            basin ids in store order, and each basin's chunk and row
     attributes.npy        static attributes [N, C] float64, rows in store order, NaN where a basin lacks one
-    statistics.json       the normalisation statistics of the configs it was packed with (see store_statistics)
-    chunks/c00000/<variable>.npy    (percent-encoded name) unnormalised daily values [basins of the chunk, days] float32, NaN = missing
+    statistics.json       normalisation statistics of the packing configs' training data (see store_statistics)
+    chunks/c00000/<variable>.npy    unnormalised daily values [basins of the chunk, days] float32, NaN = missing
+                                    (the variable's name percent-encoded: ``/`` → ``%2F``)
     pending/              basins loaded but not yet in a chunk (resuming starts from them)
 
-Plain NumPy ``.npy`` files need no dependency beyond NumPy (``np.load(file, mmap_mode='r')`` opens any of them); a
-basin's days are contiguous, so a window is one positioned read per variable, served from the operating system's
-page cache, which every process on a node shares; and a chunk is written once, then renamed into place: a store is
-never left half-written. A variable a chunk has no file for (it was added
-by a later ``pack --append``) reads as missing.
+``.npy`` files need no dependency beyond NumPy (``np.load(file, mmap_mode='r')`` opens any of them); a basin's days
+are contiguous, so a window is one positioned read per variable, served from the operating system's page cache,
+which every process on a node shares; and a chunk is written once, then renamed into place, so a store is never
+left half-written. A variable a chunk has no file for (added by a later ``pack --append``) reads as missing.
 """
 import json
 import os
+import resource
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -27,6 +29,9 @@ import pandas as pd
 
 FORMAT = 'nh_stefaland.store'
 VERSION = 1
+# files a store keeps open per process: a quarter of the process's limit
+_LIMIT = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+OPEN_FILES = max(16, (16_384 if _LIMIT == resource.RLIM_INFINITY else _LIMIT) // 4)
 
 
 @dataclass
@@ -150,6 +155,7 @@ class Store:
         self.attributes = pd.DataFrame(_read_attributes(self.path, len(self.basins), self.meta.attributes),
                                        index=self.basins, columns=self.meta.attributes)
         self._layouts = {}
+        self._descriptors = OrderedDict()  # (chunk, variable) → open file, least recently used first
 
     def stored(self, chunk: int, variable: str) -> bool:
         """Whether a chunk has a file for ``variable`` (a variable added after the chunk was written has none)."""
@@ -161,6 +167,7 @@ class Store:
 
         Each row is one positioned read (``preadv``) through the operating system's page cache, which all processes
         on a node share; nothing is mapped into the process, so its resident memory does not grow with the store.
+        Positioned reads do not move a file's offset, so loader workers may share the open files.
 
         Returns
         -------
@@ -168,19 +175,12 @@ class Store:
             float32 [len(positions), length], NaN where missing or not stored.
         """
         out = np.full((len(positions), length), np.nan, dtype=np.float32)
-        chunks = self.chunk_of[positions]
-        for chunk in np.unique(chunks):
-            layout = self._layout(int(chunk), variable)
-            if layout is None:
-                continue
-            file, offset, days = layout
-            descriptor = os.open(file, os.O_RDONLY)
-            try:
-                for i in np.flatnonzero(chunks == chunk):
-                    row = int(self.row_in_chunk[positions[i]])
-                    os.preadv(descriptor, [out[i]], offset + (row * days + int(starts[i])) * out.itemsize)
-            finally:
-                os.close(descriptor)
+        chunks, rows = self.chunk_of[positions].tolist(), self.row_in_chunk[positions].tolist()
+        for i, (chunk, row, start) in enumerate(zip(chunks, rows, np.asarray(starts).tolist())):
+            layout = self._layout(chunk, variable)
+            if layout is not None:
+                offset, days = layout
+                os.preadv(self._descriptor(chunk, variable), [out[i]], offset + (row * days + start) * out.itemsize)
         return out
 
     def series(self, variable: str, positions: np.ndarray, first: int, last: int) -> np.ndarray:
@@ -188,11 +188,15 @@ class Store:
         (float32 [len(positions), last - first + 1], NaN where missing or not stored)."""
         return self.read(variable, positions, np.full(len(positions), first), last - first + 1)
 
-    def _layout(self, chunk: int, variable: str) -> tuple[Path, int, int] | None:
-        """File, data offset and days per row of one chunk's variable (read once); None when not stored."""
+    def day(self, date: pd.Timestamp) -> int:
+        """Position of ``date`` on the store's day axis (may lie outside ``[0, days)``)."""
+        return int((pd.Timestamp(date).normalize() - pd.Timestamp(self.meta.start)).days)
+
+    def _layout(self, chunk: int, variable: str) -> tuple[int, int] | None:
+        """Data offset and days per row of one chunk's variable file (read once); None when not stored."""
         key = (chunk, variable)
         if key not in self._layouts:
-            file = self.path / 'chunks' / f'c{chunk:05d}' / file_name(variable)
+            file = self._file(chunk, variable)
             self._layouts[key] = None
             if file.is_file():
                 with file.open('rb') as stream:
@@ -202,12 +206,27 @@ class Store:
                     shape, fortran, dtype = header(stream) if header else ((), True, None)
                     if fortran or dtype != np.float32 or len(shape) != 2:
                         raise ValueError(f"{file} is not a [basins, days] float32 array: the store is damaged.")
-                    self._layouts[key] = (file, stream.tell(), shape[1])
+                    self._layouts[key] = (stream.tell(), shape[1])
         return self._layouts[key]
 
-    def day(self, date: pd.Timestamp) -> int:
-        """Position of ``date`` on the store's day axis (may lie outside ``[0, days)``)."""
-        return int((pd.Timestamp(date).normalize() - pd.Timestamp(self.meta.start)).days)
+    def _descriptor(self, chunk: int, variable: str) -> int:
+        """An open descriptor of one chunk's variable file; the least recently used ones are closed beyond
+        :data:`OPEN_FILES`."""
+        key = (chunk, variable)
+        descriptor = self._descriptors.pop(key, None)
+        if descriptor is None:
+            descriptor = os.open(self._file(chunk, variable), os.O_RDONLY)
+            if len(self._descriptors) >= OPEN_FILES:
+                os.close(self._descriptors.popitem(last=False)[1])
+        self._descriptors[key] = descriptor
+        return descriptor
+
+    def _file(self, chunk: int, variable: str) -> Path:
+        return self.path / 'chunks' / f'c{chunk:05d}' / file_name(variable)
+
+    def __del__(self, close=os.close):  # ``close`` bound now: at interpreter exit ``os`` may be gone
+        for descriptor in getattr(self, '_descriptors', {}).values():
+            close(descriptor)
 
 
 @lru_cache(maxsize=4)

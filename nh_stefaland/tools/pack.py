@@ -59,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     attributes = _attributes(cfg, todo, meta.attributes)
     pending = args.output / 'pending'
     pending.mkdir(exist_ok=True)
+    for partial in pending.glob('*.tmp.npy'):  # a basin whose writing was interrupted is read again
+        partial.unlink()
     loaded = [b for b in todo if _pending_file(pending, b).is_file()]
     to_load = [b for b in todo if b not in set(loaded)]
     LOGGER.info(f"{len(basins)} basins in the config: {len(done)} already in the store, {len(loaded)} loaded "
@@ -155,6 +157,9 @@ def _attributes(cfg: Config, basins: list[str], names: list[str]) -> pd.DataFram
 def _flush(output: Path, meta: store.StoreMeta, basins: list[str], attributes: pd.DataFrame, pending: Path) -> None:
     """Move loaded basins from ``pending/`` into a new chunk."""
     stacked = np.stack([np.load(_pending_file(pending, b)) for b in basins])  # [n, variables, days]
+    if stacked.shape[1:] != (len(meta.variables), meta.days):
+        raise ValueError(f"{pending} holds basins loaded for other variables or days than the store's (another "
+                         f"--append ran in between): delete {pending} and pack again.")
     values = {v: stacked[:, i] for i, v in enumerate(meta.variables)}
     store.add_chunk(output, meta, basins, values, attributes.loc[basins, meta.attributes].to_numpy())
     for basin in basins:
