@@ -11,7 +11,7 @@ from neuralhydrology.utils.config import Config
 
 from nh_stefaland.nh import store as store_format
 from nh_stefaland.nh.store_dataset import StoreDataset
-from nh_stefaland.nh.store_windows import WindowSampler, permute
+from nh_stefaland.nh.store_windows import WindowSampler, permute, scan_training_windows
 from nh_stefaland.tools.cli import main
 
 from conftest import CONFIGS
@@ -59,7 +59,10 @@ def test_training_windows_and_tensors_are_nh_loaders(packed):
     cfg.update_config({'stefaland_store': str(store)})
     dataset = get_dataset(cfg=cfg, is_train=True, period='train', scaler=nh_dataset.scaler)
     assert isinstance(dataset, StoreDataset)
-    assert len(dataset) == len(nh_dataset)
+    assert len(dataset) == len(nh_dataset) and len(list((store / 'windows').glob('*.npz'))) == 1  # pack saved them
+    scanned = scan_training_windows(dataset.store, dataset._positions, cfg.dynamic_inputs_flattened,
+                                    cfg.target_variables, dataset._days, cfg.seq_length, cfg.predict_last_n)
+    assert np.array_equal(scanned.offsets, dataset._windows.offsets)
     assert [dataset.lookup_table[i] for i in range(len(dataset))] == \
         [(b, [int(i) for i in idx]) for b, idx in nh_dataset.lookup_table.values()]
     _assert_same_batches(nh_dataset, dataset, list(range(len(dataset))))

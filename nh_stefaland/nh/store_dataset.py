@@ -23,7 +23,7 @@ from neuralhydrology.utils.errors import NoEvaluationDataError, NoTrainDataError
 
 from nh_stefaland.nh.store import opened
 from nh_stefaland.nh.store_statistics import attribute_statistics, feature_statistics
-from nh_stefaland.nh.store_windows import WindowIndex, WindowSampler, runs, valid_ends
+from nh_stefaland.nh.store_windows import WindowIndex, WindowSampler, runs, training_windows, valid_ends
 
 LOGGER = logging.getLogger(__name__)
 
@@ -39,7 +39,6 @@ UNSUPPORTED = {'use_frequencies': "several frequencies", 'hindcast_inputs': "hin
                'per_basin_train_periods_file': "per-basin periods", 'per_basin_validation_periods_file':
                "per-basin periods", 'per_basin_test_periods_file': "per-basin periods",
                'train_data_file': "a pickled training set"}
-BASINS_PER_STEP = 256
 
 
 def check_config(cfg: Config) -> None:
@@ -188,24 +187,14 @@ class StoreDataset(BaseDataset):
         return stds
 
     def _window_index(self) -> WindowIndex:
-        first, start, last = self._days
-        parts = []
-        for step in range(0, len(self._positions), BASINS_PER_STEP):
-            stored = self._positions[step:step + BASINS_PER_STEP]
-            length = last - first + 1
-            if self.is_train:
-                missing = np.zeros((len(stored), length), dtype=bool)
-                for variable in self._inputs:
-                    missing |= np.isnan(self.store.series(variable, stored, first, last))
-                observed = np.zeros_like(missing)
-                for target in self._targets:
-                    observed |= ~np.isnan(self.store.series(target, stored, first, last))
-                observed[:, :start - first] = False
-                valid = valid_ends(missing, observed, self.cfg.seq_length, self.cfg.predict_last_n)
-            else:
-                valid = valid_ends(np.zeros((len(stored), length), dtype=bool), None, self.cfg.seq_length, 0)
-            parts.append(runs(valid, first_basin=step))
-        index = WindowIndex(*(np.concatenate(column) for column in zip(*parts)))
+        first, _, last = self._days
+        if self.is_train:
+            index = training_windows(self.store, self._positions, self._inputs, self._targets, self._days,
+                                     self.cfg.seq_length, self.cfg.predict_last_n)
+        else:  # NH evaluates every day with enough days before it
+            valid = valid_ends(np.zeros((len(self._positions), last - first + 1), dtype=bool), None,
+                               self.cfg.seq_length, 0)
+            index = WindowIndex(*runs(valid))
         without = sorted(set(range(len(self._positions))) - set(index.basins_with_windows().tolist()))
         if without:
             LOGGER.info(f"These basins do not have a single valid sample in the {self.period} period: "

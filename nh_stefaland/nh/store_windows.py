@@ -4,12 +4,22 @@ NH keeps one Python tuple per valid window (``lookup_table``) and its shuffling 
 at 10,000 basins × 34 years that is over a hundred million objects per process. Here the valid window ends of each
 basin are kept as runs of consecutive days (most basins have a few), and :class:`WindowSampler` computes a
 permutation of the windows block by block with a keyed Feistel network, so neither grows with the number of windows.
+Finding the valid training windows reads every input of every basin; ``nh-stefaland pack`` saves those of its
+config's training data in the store (``windows/<key>.npz``), and a run with the same basins, variables, period and
+window length reads them instead of scanning (every ``torchrun`` rank would scan otherwise).
 """
+import hashlib
+import json
 import math
+import os
 from typing import Iterator
 
 import numpy as np
 from torch.utils.data import Sampler
+
+from nh_stefaland.nh.store import Store
+
+BASINS_PER_STEP = 256
 
 BLOCK = 65_536  # windows whose order is computed at once
 _ROUNDS = 4
@@ -45,6 +55,47 @@ class WindowIndex:
     def basins_with_windows(self) -> np.ndarray:
         """Positions of the basins that have at least one window, ascending."""
         return np.unique(self.basin)
+
+
+def training_windows(store: Store, positions: np.ndarray, inputs: list[str], targets: list[str],
+                     days: tuple[int, int, int], seq_length: int, predict_last_n: int) -> WindowIndex:
+    """NH's valid training windows of the basins at store ``positions``: saved in the store for exactly these
+    basins, variables, days and window length, or found by reading the store (:func:`scan_training_windows`)."""
+    file = _saved_file(store, positions, inputs, targets, days, seq_length, predict_last_n)
+    if file.is_file():
+        with np.load(file) as saved:
+            return WindowIndex(saved['basin'], saved['first_end'], saved['length'])
+    return scan_training_windows(store, positions, inputs, targets, days, seq_length, predict_last_n)
+
+
+def save_training_windows(store: Store, positions: np.ndarray, inputs: list[str], targets: list[str],
+                          days: tuple[int, int, int], seq_length: int, predict_last_n: int) -> None:
+    """Find the valid training windows of these basins and save them in the store (``windows/``)."""
+    index = scan_training_windows(store, positions, inputs, targets, days, seq_length, predict_last_n)
+    file = _saved_file(store, positions, inputs, targets, days, seq_length, predict_last_n)
+    file.parent.mkdir(exist_ok=True)
+    temporary = file.with_suffix('.tmp.npz')
+    np.savez(temporary, basin=index.basin, first_end=index.first_end, length=np.diff(index.offsets))
+    os.replace(temporary, file)
+
+
+def scan_training_windows(store: Store, positions: np.ndarray, inputs: list[str], targets: list[str],
+                          days: tuple[int, int, int], seq_length: int, predict_last_n: int) -> WindowIndex:
+    """The valid training windows (:func:`valid_ends`) of the basins at store ``positions`` [N], read
+    :data:`BASINS_PER_STEP` basins at a time; ``days``: the first loaded day, the period's first and its last."""
+    first, start, last = days
+    parts = []
+    for step in range(0, len(positions), BASINS_PER_STEP):
+        stored = positions[step:step + BASINS_PER_STEP]
+        missing = np.zeros((len(stored), last - first + 1), dtype=bool)
+        for variable in inputs:
+            missing |= np.isnan(store.series(variable, stored, first, last))
+        observed = np.zeros_like(missing)
+        for target in targets:
+            observed |= ~np.isnan(store.series(target, stored, first, last))
+        observed[:, :start - first] = False
+        parts.append(runs(valid_ends(missing, observed, seq_length, predict_last_n), first_basin=step))
+    return WindowIndex(*(np.concatenate(column) for column in zip(*parts)))
 
 
 def valid_ends(inputs_missing: np.ndarray, observed: np.ndarray | None, seq_length: int,
@@ -125,6 +176,13 @@ def permute(values: np.ndarray, n: int, keys: np.ndarray) -> np.ndarray:
         out[outside] = _feistel(out[outside], half, keys)
         outside = out >= n
     return out
+
+
+def _saved_file(store: Store, positions: np.ndarray, inputs: list[str], targets: list[str],
+                days: tuple[int, int, int], seq_length: int, predict_last_n: int):
+    text = json.dumps([[store.basins[p] for p in positions], inputs, targets, [int(d) for d in days], seq_length,
+                       predict_last_n])
+    return store.path / 'windows' / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.npz"
 
 
 def _feistel(values: np.ndarray, half: int, keys: np.ndarray) -> np.ndarray:

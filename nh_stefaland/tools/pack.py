@@ -6,8 +6,8 @@ the config's earliest period start less ``seq_length`` days of warm-up, to its l
 written alone to ``pending/`` (so a stopped pack resumes where it stopped), then with others as a chunk. Variables a
 basin's files lack (streamflow of an ungauged basin, a forcing another dataset does not have) are stored as missing.
 ``--append`` adds the basins of another config (another dataset, more basins, new variables) to an existing store.
-At the end the statistics of the config's training data are stored, so that a run with that config normalises
-without reading the corpus again (:mod:`nh_stefaland.nh.store_statistics`).
+At the end the statistics and the valid windows of the config's training data are stored, so that a run with that
+config starts without reading the corpus again (:mod:`.store_statistics`, :mod:`.store_windows`).
 """
 import argparse
 import hashlib
@@ -27,6 +27,7 @@ from neuralhydrology.utils.config import Config
 from nh_stefaland.nh import registration, store
 from nh_stefaland.nh.store_dataset import check_config
 from nh_stefaland.nh.store_statistics import save_statistics
+from nh_stefaland.nh.store_windows import save_training_windows
 
 LOGGER = logging.getLogger(__name__)
 PERIODS = ('train', 'validation', 'test')
@@ -82,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     days = (start - (cfg.seq_length - cfg.predict_last_n), start, opened.day(cfg.train_end_date))
     variables = list(dict.fromkeys(cfg.dynamic_inputs_flattened + cfg.target_variables))
     save_statistics(opened, train, variables, cfg.target_variables, days)
+    save_training_windows(opened, train, cfg.dynamic_inputs_flattened, cfg.target_variables, days, cfg.seq_length,
+                          cfg.predict_last_n)
     size = sum(f.stat().st_size for f in args.output.rglob('*') if f.is_file())
     print(f"{args.output}: {len(opened.basins)} basins × {opened.meta.days} days ({opened.meta.start} … "
           f"{opened.meta.end}), {len(opened.meta.variables)} variables, {len(opened.meta.attributes)} attributes, "
