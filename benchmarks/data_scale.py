@@ -34,7 +34,7 @@ ATTRIBUTES = ['p_mean', 'pet_mean', 'aridity', 'frac_snow', 'moisture_index', 's
               'high_prec_dur', 'low_prec_freq', 'low_prec_dur', 'area', 'ele_mt_sav', 'slp_dg_sav', 'cly_pc_sav',
               'snd_pc_sav']
 BATCH = 256
-LABELS = [('nh', "NH caravan"), ('store', "store"), ('store_scan', "store, windows found at start-up")]
+LABELS = [('nh', "NH caravan"), ('store', "store"), ('store_scan', "store, statistics and windows computed at start-up")]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--store-sizes', type=int, nargs='+', default=[382, 10_000])
     parser.add_argument('--nh-sizes', type=int, nargs='+', default=[382, 1_000])
     parser.add_argument('--scan-sizes', type=int, nargs='+', default=[10_000],
-                        help="Store sizes also measured with the basins in another order, so that the valid windows "
-                             "saved by pack do not apply and are found by reading the store.")
+                        help="Store sizes also measured with the forcings in another order, so that the statistics "
+                             "and valid windows saved by pack do not apply and are computed from the store.")
     parser.add_argument('--two-processes', type=int, nargs='+', default=[382, 10_000],
                         help="Sizes also measured with two processes at once (NH's only where it fits).")
     parser.add_argument('--batches', type=int, default=100, help="Timed batches per process (after 3 warm-up).")
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = {'nh': args.nh_sizes, 'store': args.store_sizes, 'store_scan': args.scan_sizes}
     plan = [(loader, n, processes) for n in sorted(set(args.store_sizes + args.nh_sizes)) for loader in sizes
             if n in sizes[loader]
-            for processes in ((1, 2) if n in args.two_processes and (loader == 'store' or n <= 382) else (1,))]
+            for processes in ((1, 2) if n in args.two_processes and (loader != 'nh' or n <= 382) else (1,))]
     for round_ in range(args.rounds):  # the loaders in turns, so that a shared machine's load falls on both
         for loader, n, processes in plan:
             if (loader, n, processes, round_) in done or (loader == 'nh' and n > 382 and round_ > 0):
@@ -103,8 +103,8 @@ def prepare(loader: str, n: int, data_dir: Path, work: Path) -> Path:
 
         cli(['pack', '--config', str(_config(work, 'pack_382', data_dir, real, None)), '--output', str(base)])
     store = base if n == len(real) else _replicated_store(base, work / f'store_{n}', ids)
-    if loader == 'store_scan':  # the same basins in another order: not the windows pack saved
-        return _config(work, f'store_scan_{n}', data_dir, ids[::-1], store)
+    if loader == 'store_scan':  # the forcings in another order: not the statistics and windows pack saved
+        return _config(work, f'store_scan_{n}', data_dir, ids, store, FORCINGS[::-1])
     return _config(work, f'store_{n}', data_dir, ids, store)
 
 
@@ -151,7 +151,7 @@ def measure(loader: str, config_file: Path, rank: int, world: int, batches: int)
     for _ in range(batches):
         batch = next(batches_)
     seconds = time.perf_counter() - start
-    assert batch['x_d'][FORCINGS[0]].shape == (BATCH, cfg.seq_length, 1)
+    assert batch['x_d'][cfg.dynamic_inputs[0]].shape == (BATCH, cfg.seq_length, 1)
     return {'rank': rank, 'windows': len(dataset), 'startup_s': startup, 'first_3_batches_s': first,
             'windows_per_s': batches * BATCH / seconds, 'memory_after_startup_mb': after_start,
             'memory_mb': _memory()}
@@ -182,14 +182,15 @@ def render(results: dict) -> str:
     return '\n'.join(lines)
 
 
-def _config(work: Path, name: str, data_dir: Path, basins: list[str], store: Path | None) -> Path:
+def _config(work: Path, name: str, data_dir: Path, basins: list[str], store: Path | None,
+            forcings: list[str] = FORCINGS) -> Path:
     basin_file = work / f'{name}_basins.txt'
     basin_file.write_text('\n'.join(basins) + '\n')
     cfg = {'experiment_name': name, 'dataset': 'caravan', 'data_dir': str(data_dir), 'run_dir': str(work / 'runs'),
            **{f'{p}_basin_file': str(basin_file) for p in ('train', 'validation', 'test')},
            **{f'{p}_start_date': '01/01/1982' for p in ('train', 'validation', 'test')},
            **{f'{p}_end_date': '31/12/2014' for p in ('train', 'validation', 'test')},
-           'dynamic_inputs': FORCINGS, 'target_variables': ['streamflow'], 'static_attributes': ATTRIBUTES,
+           'dynamic_inputs': forcings, 'target_variables': ['streamflow'], 'static_attributes': ATTRIBUTES,
            'seq_length': 365, 'predict_last_n': 1, 'loss': 'MSE', 'model': 'cudalstm', 'hidden_size': 8,
            'batch_size': BATCH, 'verbose': 0, 'seed': 1, 'device': 'cpu', 'num_workers': 0}
     if store is not None:
@@ -222,8 +223,9 @@ def _replicated_store(base: Path, target: Path, ids: list[str]) -> Path:
     opened = store_format.Store(target)
     start = opened.day(pd.Timestamp('1982-01-01'))
     days = (start - 364, start, opened.day(pd.Timestamp('2014-12-31')))
-    save_statistics(opened, np.arange(len(ids)), FORCINGS + ['streamflow'], ['streamflow'], days)
-    save_training_windows(opened, np.arange(len(ids)), FORCINGS, ['streamflow'], days, 365, 1)
+    training = np.array([opened.rows[b] for b in sorted(ids)])  # in the order of NH's load_basin_file, as pack does
+    save_statistics(opened, training, FORCINGS + ['streamflow'], ['streamflow'], days)
+    save_training_windows(opened, training, FORCINGS, ['streamflow'], days, 365, 1)
     return target
 
 

@@ -81,3 +81,14 @@ def test_supervised_run_from_a_store_evaluates_identically_with_nh_loader(tmp_pa
         got = results['store'][basin]['1D']['xr']
         xarray.testing.assert_identical(got, expected)
         assert np.isfinite(got['streamflow_sim'].values).all()
+
+
+def test_torchrun_pretrains_from_a_store_on_two_processes(tmp_path):
+    """Two ranks draw disjoint shares of the store's windows (WindowSampler) and train one run."""
+    store = tmp_path / 'store'
+    assert main(['pack', '--config', str(_config_file(tmp_path, 'caravan_pretrain')), '--output', str(store)]) == 0
+    config = _config_file(tmp_path, 'caravan_pretrain', stefaland_store=str(store), validate_every=None)
+    _run(BIN / 'torchrun', '--standalone', '--nproc_per_node=2', BIN / 'nh-run', 'train', '--config-file', config)
+    run_dir = _run_dir(tmp_path, 'test_pretrain')
+    assert (run_dir / 'model_epoch001.pt').is_file()
+    assert '2 processes, one device each' in (run_dir / 'output.log').read_text()
