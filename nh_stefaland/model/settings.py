@@ -135,7 +135,8 @@ class Settings:
     cache_dtype: str = _key('bfloat16', "Precision of the cached encoder states: `bfloat16` (half the memory, "
                             "~1e-2 relative rounding) or `float32`.", choices=('bfloat16', 'float32'))
     store: str | None = _key(None, "A store made by `nh-stefaland pack`: every period's data is read from it "
-                             "(memory-mapped) instead of with the class of `dataset`.", kind=(str, type(None)))
+                             "(through the page cache every process of a node shares) instead of with the class of "
+                             "`dataset`.", kind=(str, type(None)))
 
     @classmethod
     def from_config(cls, cfg: 'Config | dict') -> 'Settings':

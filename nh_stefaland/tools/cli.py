@@ -11,7 +11,7 @@ COMMANDS = {
     'pretrained': ('nh_stefaland.tools.pretrained', "The pretrained encoders shipped with the package: inputs, attributes, "
                    "periods, size; finetune one with base_run_dir: stefaland:<name>."),
     'embed': ('nh_stefaland.tools.embed', "Per-basin (and, with --daily, per-day) encoder embeddings of a run as NetCDF."),
-    'pack': ('nh_stefaland.tools.pack', "Pack the basins, variables and periods of an NH config into a memory-mapped "
+    'pack': ('nh_stefaland.tools.pack', "Pack the basins, variables and periods of an NH config into a "
              "store (resumable, parallel, appendable); train on it with stefaland_store: STORE."),
 }
 
