@@ -1,6 +1,7 @@
 """Build a shipped pretrained encoder from the data: pretrain (resumable), measure, package with its model card.
 
     python benchmarks/pretrained/build.py train   [--name caravan_camels_d64]   # start, or resume after a stop
+    python benchmarks/pretrained/build.py train   --store STORE   # read the data from a store (nh-stefaland pack)
     python benchmarks/pretrained/build.py package [--name caravan_camels_d64] [--run-dir RUN]
 
 ``train`` runs ``nh-run train`` on ``benchmarks/pretrained/<name>.yml`` the first time and
@@ -10,7 +11,9 @@ continues the packaged state of an unfinished pretraining: ``resume/<name>/`` (t
 state, written by ``package``) with the shipped weights. ``package`` measures the reconstruction skill of the run's
 last epoch on the config's test period, writes ``nh_stefaland/pretrained/<name>/`` (config, scaler without target
 statistics, one weight file, ``manifest.json``) and renders ``MODEL_CARD.md`` from the measured numbers. Run from the
-project root; the config's data paths (``../shared/data/caravan_camels``) are relative to it.
+project root; the config's data paths (``../shared/data/caravan_camels``) are relative to it. With ``--store`` the
+pretraining reads its data from a store packed from the config (``nh-stefaland pack --config <name>.yml --output
+STORE``; docs/large_corpus.md) instead of the dataset files; the packaged encoder's config does not name the store.
 """
 import argparse
 import sys
@@ -25,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('step', choices=('train', 'package'))
     parser.add_argument('--name', default='caravan_camels_d64', help="Encoder name: benchmarks/pretrained/<name>.yml.")
+    parser.add_argument('--store', type=Path, default=None,
+                        help="train: a store packed from the config (stefaland_store); the run reads its data there.")
     parser.add_argument('--run-dir', type=Path, default=None,
                         help="Pretraining run to package (default: the newest run folder of the config).")
     args = parser.parse_args(argv)
@@ -32,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     if not config.is_file():
         raise SystemExit(f"build.py: no config {config}")
     if args.step == 'train':
-        return train(config)
+        return train(config, args.store)
     import packaging_steps
 
     run_dir = args.run_dir or newest_run(config)
@@ -42,9 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def train(config: Path) -> int:
-    """Start the pretraining of ``config``, or continue its newest run (or the committed resume state) from the last
-    checkpoint up to the planned number of epochs."""
+def train(config: Path, store: Path | None = None) -> int:
+    """Start the pretraining of ``config`` (reading ``store`` when given), or continue its newest run (or the committed
+    resume state) from the last checkpoint up to the planned number of epochs."""
     import tempfile
 
     import torch
@@ -55,7 +60,12 @@ def train(config: Path) -> int:
     torch.set_num_threads(1)  # one thread per run uses a small shared CPU best (benchmarks/ungauged/README.md)
     run_dir = newest_run(config) or restore_run(config)
     if run_dir is None:
-        start_run(config_file=config)
+        with tempfile.TemporaryDirectory() as folder:
+            if store is not None:
+                settings = YAML(typ='safe').load(config)
+                config = Path(folder) / config.name
+                YAML(typ='safe').dump({**settings, 'stefaland_store': str(store.resolve())}, config)
+            start_run(config_file=config)
         return 0
     planned = YAML(typ='safe').load(config)['epochs']
     done = int(pretrained.weight_file(run_dir).stem[-3:])

@@ -23,9 +23,11 @@ from nh_stefaland.tools.runs import load_run
 
 ROOT = Path(__file__).resolve().parents[2]
 VERSION = '1'
-# keys of the pretraining loop and of the run's own folders: not part of the encoder, and a finetuning run sets its own
+# keys of the pretraining loop and of the run's own folders (and its store): not part of the encoder, and a finetuning
+# run sets its own
 DROPPED_KEYS = ('run_dir', 'train_dir', 'img_log_dir', 'epochs', 'learning_rate', 'max_updates_per_epoch',
-                'validate_every', 'validate_n_random_basins', 'save_weights_every', 'log_interval', 'verbose')
+                'validate_every', 'validate_n_random_basins', 'save_weights_every', 'log_interval', 'verbose',
+                'stefaland_store')
 ARCHITECTURE = ('stefaland_d_model', 'stefaland_nheads', 'stefaland_dim_feedforward', 'stefaland_nlayers',
                 'stefaland_token_hidden', 'stefaland_reconstruction_hidden', 'seq_length')
 RECIPE = ('batch_size', 'optimizer', 'learning_rate', 'clip_gradient_norm', 'seed', 'stefaland_mask_ratio',

@@ -155,6 +155,9 @@ class Settings:
                              "keeps, counted per basin from its first training window.", minimum=1)
     cache_dtype: str = _key('bfloat16', "Precision of the cached encoder states: `bfloat16` (half the memory, "
                             "~1e-2 relative rounding) or `float32`.", choices=('bfloat16', 'float32'))
+    store: str | None = _key(None, "A store made by `nh-stefaland pack`: every period's data is read from it "
+                             "(through the page cache every process of a node shares) instead of with the class of "
+                             "`dataset`.", kind=(str, type(None)))
 
     @classmethod
     def from_config(cls, cfg: 'Config | dict') -> 'Settings':

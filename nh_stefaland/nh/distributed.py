@@ -9,7 +9,7 @@ Under ``torchrun`` with ``WORLD_SIZE`` > 1, :func:`trainer_class` turns NH's ``B
 - lets rank 0 create the run folder (its timestamped name is broadcast); the other ranks write only to a private
   temporary folder, removed at the end, and log errors only;
 - splits ``batch_size`` evenly (it stays the global batch of one update) and gives the loader a
-  ``DistributedSampler`` (``set_epoch`` every epoch); ``max_updates_per_epoch`` still counts updates of one global
+  ``DistributedSampler`` (``set_epoch`` every epoch), or for a store dataset its lazy ``WindowSampler``; ``max_updates_per_epoch`` still counts updates of one global
   batch, so it is unchanged;
 - wraps the model, once loaded and frozen, in :class:`DistributedModel`: DDP that still shows NH the model's
   ``module_parts`` and ``pre_model_hook`` and saves checkpoints without a ``module.`` prefix;
@@ -38,6 +38,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 from neuralhydrology.datasetzoo.basedataset import BaseDataset
 from neuralhydrology.training.basetrainer import BaseTrainer
 from neuralhydrology.utils.config import Config
+
+from nh_stefaland.nh.store_dataset import window_sampler
 
 LOGGER = logging.getLogger(__name__)
 
@@ -154,8 +156,9 @@ class DistributedTraining:
                     f"{local_batch_size(self.cfg.batch_size, self._processes)}")
 
     def _get_data_loader(self, ds: BaseDataset) -> DataLoader:
-        self._sampler = DistributedSampler(ds, num_replicas=self._processes, rank=self._rank, shuffle=True,
-                                           seed=self.cfg.seed)
+        self._sampler = (window_sampler(ds, self._processes, self._rank, self.cfg.seed)
+                         or DistributedSampler(ds, num_replicas=self._processes, rank=self._rank, shuffle=True,
+                                               seed=self.cfg.seed))
         return DataLoader(ds, batch_size=local_batch_size(self.cfg.batch_size, self._processes),
                           sampler=self._sampler, num_workers=self.cfg.num_workers, collate_fn=ds.collate_fn)
 

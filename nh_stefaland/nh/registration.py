@@ -99,6 +99,38 @@ def _wrap_get_model(original: Callable) -> Callable:
     return get_model
 
 
+def _patch_datasetzoo(module: ModuleType) -> None:
+    _replace(module, 'get_dataset', _wrap_get_dataset(module.get_dataset))
+
+
+def _wrap_get_dataset(original: Callable) -> Callable:
+    def get_dataset(cfg, is_train, period, basin=None, additional_features=[], id_to_int={}, scaler={}):
+        if cfg.stefaland_store is not None:
+            from nh_stefaland.nh.store_dataset import StoreDataset
+
+            return StoreDataset(cfg=cfg, is_train=is_train, period=period, basin=basin,
+                                additional_features=additional_features, id_to_int=id_to_int, scaler=scaler)
+        return original(cfg=cfg, is_train=is_train, period=period, basin=basin,
+                        additional_features=additional_features, id_to_int=id_to_int, scaler=scaler)
+
+    return get_dataset
+
+
+def dataset_class(name: str) -> type:
+    """NH's dataset class registered under ``dataset: name`` (NH's registry offers no public look-up).
+
+    Raises
+    ------
+    ValueError
+        If no class is registered under ``name``.
+    """
+    registry = importlib.import_module('neuralhydrology.datasetzoo')._datasetZooRegistry
+    classes = registry._DatasetRegistry__dataset_class
+    if name not in classes:
+        raise ValueError(f"dataset: {name} is not a NeuralHydrology dataset; registered: {sorted(classes)}.")
+    return classes[name]
+
+
 def _patch_evaluation(module: ModuleType) -> None:
     _replace(module, 'get_tester', _wrap_get_tester(module.get_tester))
 
@@ -258,4 +290,5 @@ PATCHES: dict[str, Callable[[ModuleType], None]] = {
     'neuralhydrology.training': _patch_training,
     'neuralhydrology.training.train': _patch_train,
     'neuralhydrology.evaluation': _patch_evaluation,
+    'neuralhydrology.datasetzoo': _patch_datasetzoo,
 }

@@ -19,6 +19,7 @@ from nh_stefaland.model.checks import check_config, encoder_variables
 from nh_stefaland.model.settings import Settings
 from nh_stefaland.nh import distributed, state_cache
 from nh_stefaland.nh.normalisation import finetuning_scaler, pretraining_scaler, save_scaler
+from nh_stefaland.nh.store_dataset import StoreLoading
 
 LOGGER = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def start_training(cfg: Config) -> None:
     elif cfg.stefaland_stage == 'pretrain':
         trainer = distributed.trainer_class(PretrainTrainer)(cfg=cfg)
     else:
-        trainer = distributed.trainer_class(BaseTrainer)(cfg=cfg)
+        trainer = distributed.trainer_class(SupervisedTrainer)(cfg=cfg)
     trainer.initialize_training()
     trainer.train_and_validate()
 
@@ -92,7 +93,11 @@ def check_finetuning(cfg: Config) -> None:
     cfg.update_config({'stefaland_encoder_inputs': base_inputs, 'stefaland_encoder_attributes': base_attributes})
 
 
-class PretrainTrainer(BaseTrainer):
+class SupervisedTrainer(StoreLoading, BaseTrainer):
+    """NH's trainer; a store dataset's windows are drawn lazily (:class:`.store_dataset.StoreLoading`)."""
+
+
+class PretrainTrainer(StoreLoading, BaseTrainer):
     """NH's trainer for pretraining StefaLand: the run's scaler is stored without target statistics."""
 
     def _get_dataset(self) -> BaseDataset:
@@ -101,7 +106,7 @@ class PretrainTrainer(BaseTrainer):
         return dataset
 
 
-class FinetuneTrainer(BaseTrainer):
+class FinetuneTrainer(StoreLoading, BaseTrainer):
     """NH's trainer for finetuning StefaLand: the targets normalised with its own basins, a check of what trains and,
     with ``stefaland_cache_states``, training on the frozen encoder's cached states (:mod:`.state_cache`)."""
 

@@ -14,6 +14,8 @@ COMMANDS = {
     'predict': ('nh_stefaland.tools.predict.cli', "Daily streamflow for basins without a gauge from one run or an "
                 "ensemble (run folders or a pub output), with spread, quantiles, input coverage and an attribute "
                 "distance to the training basins, as one NetCDF file."),
+    'pack': ('nh_stefaland.tools.pack', "Pack the basins, variables and periods of an NH config into a "
+             "store (resumable, parallel, appendable); train on it with stefaland_store: STORE."),
 }
 
 
