@@ -52,6 +52,8 @@ def _other_valid_value(name: str, key: config.Key):
         return ['p_mean']
     if name == 'stefaland_attribute_groups':
         return {'water': ['p_mean', 'aridity']}
+    if name == 'stefaland_store':
+        return '/data/store'
     if key.default is None:  # the optional ratios and dropouts
         return 0.25
     if name == 'stefaland_adapter_kernel_size':
