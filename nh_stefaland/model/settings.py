@@ -84,7 +84,12 @@ class Settings:
                         "branch on the task inputs), `none` (encoder → LSTM decoder), `linear` (linear probe: the head "
                         "reads the embedding), `dual_residual` (dynamic and static residual branches plus a "
                         "feed-forward block).", choices=tuple(ADAPTERS))
-    adapter_kernel_size: int = _key(3, "Temporal kernel of the residual adapter's convolution (odd).", minimum=1)
+    adapter_kernel_size: int = _key(3, "Temporal kernel of the residual adapter's convolution (odd; any size with "
+                                    "`stefaland_causal`).", minimum=1)
+    causal: bool = _key(False, "No output for day t depends on an input after day t: causal attention over the days "
+                        "(the static token reads the attributes only) and a left-padded adapter convolution. A "
+                        "finetuning keeps its pretraining run's value (False: every day of the window reads the "
+                        "whole window).")
     stage: str = _key('supervised', "`supervised` (train on the targets from scratch), `pretrain` (masked "
                       "reconstruction; implies `head`/`loss: reconstruction`) or `finetune` (frozen pretrained "
                       "encoder, with `nh-run finetune`).", choices=tuple(STAGE_PARTS))
