@@ -64,8 +64,9 @@ class Encoder(nn.Module):
         torch.Tensor
             Encoder states H [B, T+1, D].
         """
-        with (torch.autocast(device_type=tokens.device.type, dtype=torch.bfloat16, enabled=self.bf16 and tokens.is_cuda),
-              _fast_path(enabled=tokens.is_cuda)):
+        on_cuda = tokens.is_cuda
+        with (torch.autocast(device_type=tokens.device.type, dtype=torch.bfloat16, enabled=self.bf16 and on_cuda),
+              _fast_path(enabled=on_cuda)):
             states = self.output(self._causal_layers(tokens) if self.causal else self.layers(tokens))  # [B, T+1, D]
         return states.float()
 
