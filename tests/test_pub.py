@@ -524,7 +524,7 @@ def _scored_output(directory: Path, data_dir: Path, basins: list[str], models: t
     for (index, model), fold in itertools.product(enumerate(models), range(1, n_folds + 1)):
         run = output / 'runs' / model / f'fold_{fold:02d}'
         (run / 'run' / 'test' / 'model_epoch001').mkdir(parents=True)
-        (run / 'run' / 'config.yml').write_text('clip_targets_to_zero: []\n')
+        (run / 'run' / 'config.yml').write_text('clip_targets_to_zero: []\nmodel: cudalstm\n')
         results = {}
         for basin in folds.loc[folds['fold'] == fold, 'basin']:
             simulated = flows[basin] + rng.normal(0, 0.3 * (index + 1) * rng.uniform(0.5, 1.5), len(dates))
