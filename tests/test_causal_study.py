@@ -88,6 +88,7 @@ def test_rescored_runs_are_the_trained_runs_scored_at_each_window_end_and_the_su
     assert list(arms['later_days']) == [0, 9, 0, 0]
     assert (arms['low'] <= arms['median_nse']).all() and (arms['median_nse'] <= arms['high']).all()
     table = (tmp_path / 'results' / 'arms.md').read_text()
-    assert 'Folds summarised (every arm finished): 1 of 2' in table and 'Missing in fold 2: lstm' in table
+    assert 'Not finished in fold 2: lstm, scratch, scratch_last_day, causal.' in table
+    assert 'Not finished in fold 1' not in table
     assert '`scratch` − `scratch_last_day`' in table
     assert (tmp_path / 'results' / 'median_nse.png').read_bytes()[:4] == b'\x89PNG'

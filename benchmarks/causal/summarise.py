@@ -11,7 +11,8 @@ reads ``RUNS/report/per_basin.csv`` (pub's scores of every arm on the days every
 - a copy of pub's ``report.md``, ``per_basin.csv``, ``pub.json`` and ``folds.csv``, so that the figures are
   reproducible after the runs are gone.
 
-Only the folds that every arm finished are summarised; the others are named as missing.
+Each arm is summarised over the folds it finished, each difference over the folds both arms finished, and the folds
+an arm has not finished are named: a partial study is shown as partial, not left out.
 """
 import argparse
 import shutil
@@ -57,16 +58,15 @@ def summarise(runs: Path, output: Path) -> pd.DataFrame:
     per_basin = pd.read_csv(report / 'per_basin.csv', dtype={'basin': str, 'seed': str})
     per_basin = per_basin[per_basin['model'].isin(ARMS)]
     folds = sorted(pd.read_csv(runs / FOLDS_FILE)['fold'].unique())
-    complete, missing = _complete_folds(per_basin, folds)
-    scored = per_basin[per_basin['fold'].isin(complete)]
-    arms = arm_table(scored, runs)
-    differences = difference_table(scored)
+    missing = _missing(per_basin, folds)
+    arms = arm_table(per_basin, runs)
+    differences = difference_table(per_basin)
     output.mkdir(parents=True, exist_ok=True)
     arms.to_csv(output / 'arms.csv', index=False)
     differences.to_csv(output / 'differences.csv', index=False)
-    (output / 'arms.md').write_text(markdown(arms, differences, complete, missing, scored, len(folds)))
+    (output / 'arms.md').write_text(markdown(arms, differences, missing, per_basin, len(folds)))
     if len(arms):
-        plot(arms, complete, len(folds), output / 'median_nse.png')
+        plot(arms, len(folds), output / 'median_nse.png')
     for source in (report / 'report.md', report / 'per_basin.csv', runs / SETTINGS_FILE, runs / FOLDS_FILE):
         shutil.copyfile(source, output / source.name)
     return arms
@@ -84,7 +84,8 @@ def arm_table(per_basin: pd.DataFrame, runs: Path) -> pd.DataFrame:
         values = rows_of_arm.set_index(['basin', 'fold', 'seed'])['NSE'].unstack('seed').dropna()
         low, high = _median_interval(values.to_numpy(), values.index.get_level_values('fold').to_numpy(), rng)
         later = max(future_view(path)[0] for path in runs.glob(f'runs/{arm}/fold_*/*/config.yml'))
-        rows.append({'arm': arm, 'what': what, 'later_days': later, 'folds': rows_of_arm['fold'].nunique(),
+        rows.append({'arm': arm, 'what': what, 'later_days': later,
+                     'folds': ' '.join(map(str, sorted(rows_of_arm['fold'].unique()))),
                      'seeds': rows_of_arm['seed'].nunique(), 'basins': len(values),
                      'median_nse': float(np.median(values.to_numpy().mean(axis=1))), 'low': low, 'high': high})
     return pd.DataFrame(rows)
@@ -104,41 +105,43 @@ def difference_table(per_basin: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def markdown(arms: pd.DataFrame, differences: pd.DataFrame, complete: list[int], missing: dict[int, list[str]],
-             per_basin: pd.DataFrame, n_folds: int) -> str:
+def markdown(arms: pd.DataFrame, differences: pd.DataFrame, missing: dict[int, list[str]], per_basin: pd.DataFrame,
+             n_folds: int) -> str:
     """The two tables, what they cover and what is missing."""
     days = per_basin.groupby('basin')['days'].first() if len(per_basin) else pd.Series(dtype=float)
-    lines = [f"Folds summarised (every arm finished): {', '.join(map(str, complete)) or 'none yet'} of {n_folds}"
-             + (f"; {len(days)} held-out basins, each scored on the same {int(days.median())} days by every arm."
-                if len(days) else "."),
-             *(f"Missing in fold {fold}: {', '.join(arms_missing)}." for fold, arms_missing in missing.items()), '',
-             '| arm | what | later days seen | folds × seeds | median NSE (95 % interval) |', '|---|---|---|---|---|']
-    lines += [f"| `{row.arm}` | {row.what} | {row.later_days} | {row.folds} × {row.seeds} | "
+    lines = [f"{len(days)} held-out basins scored so far, each on the same days by every arm of its fold (median "
+             f"{int(days.median())} days)." if len(days) else "No run has finished yet.",
+             *(f"Not finished in fold {fold}: {', '.join(arms_missing)}." for fold, arms_missing in missing.items()),
+             '', '| arm | what | later days seen | folds | seeds | basins | median NSE (95 % interval) |',
+             '|---|---|---|---|---|---|---|']
+    lines += [f"| `{row.arm}` | {row.what} | {row.later_days} | {row.folds} | {row.seeds} | {row.basins} | "
               f"{row.median_nse:.3f} ({row.low:.3f}…{row.high:.3f}) |" for row in arms.itertuples()]
-    lines += ['', '| A − B | measures | paired median NSE difference (95 % interval; share of basins A better) |',
-              '|---|---|---|']
-    lines += [f"| `{row.a}` − `{row.b}` | {row.meaning} | {row.median_difference:+.3f} ({row.low:+.3f}…"
+    lines += ['', '| A − B | measures | folds | paired median NSE difference (95 % interval; share of basins A '
+              'better) |', '|---|---|---|---|']
+    lines += [f"| `{row.a}` − `{row.b}` | {row.meaning} | {row.folds} | {row.median_difference:+.3f} ({row.low:+.3f}…"
               f"{row.high:+.3f}; {row.share_a_better:.0%}) |" for row in differences.itertuples()]
     lines += ['', "Median NSE: over the held-out basins of each basin's mean over seeds; its interval resamples whole "
               "folds (and seeds). Differences: median over basins of the per-basin NSE difference, interval "
               "resampling folds and seeds (pub's paired comparison). Later days seen: the most days of forcing after "
               "a scored day that the prediction of that day reads (seq_length 365, predict_last_n 180)."]
-    if len(complete) < n_folds:
-        lines[-1] += (f" With {len(complete)} of {n_folds} folds the intervals resample only those folds: they show "
-                      "how much the folds differ, not a 95 % interval, and leave out the run-to-run noise of one seed.")
+    if missing:
+        lines[-1] += (f" With fewer than {n_folds} folds the intervals resample only those folds: they show how much "
+                      "the folds differ (with one fold, nothing: the interval is the point), not a 95 % interval, "
+                      "and leave out the run-to-run noise of one seed.")
     return '\n'.join(lines + [DATA, ''])
 
 
-def plot(arms: pd.DataFrame, complete: list[int], n_folds: int, path: Path) -> None:
+def plot(arms: pd.DataFrame, n_folds: int, path: Path) -> None:
     """Median held-out NSE per arm with its interval."""
     figure, axis = plt.subplots(figsize=(7, 4))
     x = np.arange(len(arms))
     axis.errorbar(x, arms['median_nse'], yerr=[arms['median_nse'] - arms['low'], arms['high'] - arms['median_nse']],
                   fmt='o', capsize=4)
-    axis.set_xticks(x, [f"{row.arm}\n({row.later_days} later days)" for row in arms.itertuples()], fontsize=8)
+    axis.set_xticks(x, [f"{row.arm}\n({row.later_days} later days)\nfolds {row.folds}" for row in arms.itertuples()],
+                    fontsize=8)
     axis.set_ylabel('median NSE, held-out basins')
-    axis.set_title(f'PUB, 382 CAMELS-US basins, 800 updates, folds {", ".join(map(str, complete))} of {n_folds}: '
-                   f'median and interval over folds', fontsize=9)
+    axis.set_title(f'PUB, 382 CAMELS-US basins ({n_folds} folds), 800 updates: median and interval over the '
+                   f'folds each arm finished', fontsize=9)
     axis.grid(alpha=0.3)
     figure.text(0.01, 0.01, 'Data: Caravan / ERA5-Land, CAMELS-US attributes, USGS streamflow', fontsize=6)
     figure.tight_layout()
@@ -146,14 +149,11 @@ def plot(arms: pd.DataFrame, complete: list[int], n_folds: int, path: Path) -> N
     plt.close(figure)
 
 
-def _complete_folds(per_basin: pd.DataFrame, folds: list[int]) -> tuple[list[int], dict[int, list[str]]]:
-    """Folds in which every arm that ran somewhere finished, and per other fold of ``folds`` the arms it lacks."""
-    arms = [arm for arm in ARMS if arm in set(per_basin['model'])]
+def _missing(per_basin: pd.DataFrame, folds: list[int]) -> dict[int, list[str]]:
+    """Per fold of ``folds``, the arms of the study that have not finished it (folds with every arm left out)."""
     present = per_basin.groupby('fold')['model'].unique()
-    complete = [int(fold) for fold, models in present.items() if set(arms) <= set(models)]
-    missing = {int(fold): [arm for arm in arms if arm not in present.get(fold, [])] for fold in folds
-               if fold not in complete}
-    return complete, missing
+    missing = {int(fold): [arm for arm in ARMS if arm not in present.get(fold, [])] for fold in folds}
+    return {fold: arms for fold, arms in missing.items() if arms}
 
 
 def _median_interval(values: np.ndarray, folds: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
