@@ -139,8 +139,9 @@ def plot(arms: pd.DataFrame, n_folds: int, path: Path) -> None:
                   fmt='o', capsize=4)
     axis.set_xticks(x, [f"{row.arm}\n({row.later_days} later days)\nfolds {row.folds}" for row in arms.itertuples()],
                     fontsize=8)
+    axis.set_xlim(-0.5, len(arms) - 0.5)
     axis.set_ylabel('median NSE, held-out basins')
-    axis.set_title(f'PUB, 382 CAMELS-US basins ({n_folds} folds), 800 updates: median and interval over the '
+    axis.set_title(f'PUB, 382 CAMELS-US basins ({n_folds} folds), 800 updates:\nmedian and interval over the '
                    f'folds each arm finished', fontsize=9)
     axis.grid(alpha=0.3)
     figure.text(0.01, 0.01, 'Data: Caravan / ERA5-Land, CAMELS-US attributes, USGS streamflow', fontsize=6)
