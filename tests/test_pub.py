@@ -28,7 +28,7 @@ from neuralhydrology.utils.config import Config
 from nh_stefaland.tools import cli
 from nh_stefaland.tools.pub import cli as pub, folds as pub_folds, leakage as pub_leakage, plan as pub_plan
 from nh_stefaland.tools.pub import markdown as pub_markdown, report as pub_report, runs as pub_runs
-from nh_stefaland.tools.pub import hydrographs as pub_hydrographs, maps as pub_maps
+from nh_stefaland.tools.pub import hydrographs as pub_hydrographs, lookahead as pub_lookahead, maps as pub_maps
 from nh_stefaland.tools.pub import scoring as pub_scoring, stats as pub_stats, workers as pub_workers
 from nh_stefaland.tools.pub import schedule as pub_schedule, settings as pub_settings
 from nh_stefaland.tools.pub.report import REPORT_METRICS
@@ -116,6 +116,7 @@ def test_two_models_two_folds_report_rerun_and_failed_runs(tmp_path, capsys):
     times = markdown.split('## Run time')[1].split('##')[0]
     assert '| lstm | 2 |' in times and '| stefaland | 2 |' in times and 'broken' not in times
     assert '| stefaland | 2/2 | 6 |' in markdown and 'Models with fewer folds' not in markdown
+    assert "**lstm**" in markdown and "later days: 0 (cudalstm, scored at each window's last day)" in markdown
     small = _config(tmp_path, 'small', model='cudalstm', hidden_size=4)
     assert _pub('--model', f'small={small}', *common, '--fold', 2) == 0
     assert _run_folders(output) - runs == set((output / 'runs' / 'small' / 'fold_02').glob('small_fold_02_*'))
@@ -250,6 +251,18 @@ def test_first_seed_makes_the_runs_of_those_offsets_that_more_seeds_would_make(t
         pub_settings.settings_from(_parser().parse_args(['pub', '--model', f'u={unseeded}', '--basin-file',
                                                      str(_basin_file(tmp_path)), '--output-dir', str(tmp_path / 'u'),
                                                      '--first-seed', '1']))
+
+
+@pytest.mark.parametrize('changes, days, reason', [
+    ({'model': 'cudalstm', 'predict_last_n': 10}, 0, "cudalstm, scored at each window's last day"),
+    ({'predict_last_n': 10}, 9, 'bidirectional, strided: 10 days scored per window'),
+    ({'predict_last_n': 10, 'stefaland_causal': True}, 0, 'causal'),
+    ({'predict_last_n': 10, 'stefaland_strided_evaluation': False}, 0,
+     "bidirectional, scored at each window's last day"),
+    ({'predict_last_n': 1}, 0, "bidirectional, scored at each window's last day"),
+])
+def test_the_report_says_how_many_later_days_of_forcing_a_scored_day_sees(tmp_path, changes, days, reason):
+    assert pub_lookahead.future_view(_config(tmp_path, 'config', **changes)) == (days, reason)
 
 
 def test_random_folds_are_reproducible_balanced_and_seeded():
@@ -518,7 +531,7 @@ def _scored_output(directory: Path, data_dir: Path, basins: list[str], models: t
     for (index, model), fold in itertools.product(enumerate(models), range(1, n_folds + 1)):
         run = output / 'runs' / model / f'fold_{fold:02d}'
         (run / 'run' / 'test' / 'model_epoch001').mkdir(parents=True)
-        (run / 'run' / 'config.yml').write_text('clip_targets_to_zero: []\n')
+        (run / 'run' / 'config.yml').write_text('clip_targets_to_zero: []\nmodel: cudalstm\n')
         results = {}
         for basin in folds.loc[folds['fold'] == fold, 'basin']:
             simulated = flows[basin] + rng.normal(0, 0.3 * (index + 1) * rng.uniform(0.5, 1.5), len(dates))

@@ -3,6 +3,7 @@ from typing import Callable
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 class ResidualAdapter(nn.Module):
@@ -15,21 +16,26 @@ class ResidualAdapter(nn.Module):
     d_model : int
         Width D of the encoder representation.
     kernel_size : int
-        Temporal kernel of the convolution (odd, centred).
+        Temporal kernel of the convolution (odd, centred; any size when causal).
+    causal : bool
+        ``stefaland_causal``: day t's branch reads days t − kernel_size + 1 … t (padded on the left) instead of the
+        days centred on t.
 
     Raises
     ------
     ValueError
-        If ``kernel_size`` is even.
+        If ``kernel_size`` is even for a centred convolution.
     """
 
-    def __init__(self, n_inputs: int, d_model: int, kernel_size: int = 3):
+    def __init__(self, n_inputs: int, d_model: int, kernel_size: int = 3, causal: bool = False):
         super().__init__()
-        if kernel_size % 2 == 0:
-            raise ValueError(f"stefaland_adapter_kernel_size={kernel_size} must be odd (a centred convolution).")
+        if kernel_size % 2 == 0 and not causal:
+            raise ValueError(f"stefaland_adapter_kernel_size={kernel_size} must be odd (a centred convolution; "
+                             f"stefaland_causal: True accepts any size).")
         self.norm = nn.LayerNorm(d_model)
         self.scale = nn.Parameter(torch.ones(1))
-        self.conv = nn.Conv1d(n_inputs, d_model, kernel_size=kernel_size, padding=kernel_size // 2)
+        self.padding = (kernel_size - 1, 0) if causal else (kernel_size // 2, kernel_size // 2)  # days before, after
+        self.conv = nn.Conv1d(n_inputs, d_model, kernel_size=kernel_size)
         self.residual = nn.Sequential(nn.GELU(), nn.Linear(d_model, d_model))
 
     def forward(self, embedding: torch.Tensor, inputs: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
@@ -49,7 +55,8 @@ class ResidualAdapter(nn.Module):
         torch.Tensor
             Decoder input [B, T, D].
         """
-        branch = self.conv(inputs.transpose(1, 2)).transpose(1, 2)  # [B, T, D]
+        padded = F.pad(inputs.transpose(1, 2), self.padding)  # [B, F_a, T + kernel_size − 1]
+        branch = self.conv(padded).transpose(1, 2)  # [B, T, D]
         return self.scale * self.norm(embedding) + self.residual(branch)
 
 
@@ -68,12 +75,14 @@ class DualResidualAdapter(nn.Module):
     d_model : int
         Width D of the encoder representation.
     kernel_size : int
-        Temporal kernel of the convolution (odd, centred).
+        Temporal kernel of the convolution (odd, centred; any size when causal).
+    causal : bool
+        Causal convolution (see :class:`ResidualAdapter`); the other parts read one day or no day at a time.
     """
 
-    def __init__(self, n_inputs: int, n_attributes: int, d_model: int, kernel_size: int = 3):
+    def __init__(self, n_inputs: int, n_attributes: int, d_model: int, kernel_size: int = 3, causal: bool = False):
         super().__init__()
-        self.daily = ResidualAdapter(n_inputs, d_model, kernel_size=kernel_size)
+        self.daily = ResidualAdapter(n_inputs, d_model, kernel_size=kernel_size, causal=causal)
         self.static = nn.Sequential(nn.Linear(n_attributes, d_model), nn.GELU(), nn.Linear(d_model, d_model))
         self.mix = nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, 2 * d_model), nn.GELU(),
                                  nn.Linear(2 * d_model, d_model))
@@ -103,19 +112,22 @@ class LSTMDecoder(nn.LSTM):
         return super().forward(inputs)[0]
 
 
-# `stefaland_adapter` → (builder from n_inputs, n_attributes, d_model, kernel_size; whether the LSTM decoder follows)
-ADAPTERS: dict[str, tuple[Callable[[int, int, int, int], nn.Module], bool]] = {
-    'resconn': (lambda n_inputs, n_attributes, d_model, kernel_size: ResidualAdapter(n_inputs, d_model, kernel_size),
-                True),
-    'none': (lambda n_inputs, n_attributes, d_model, kernel_size: IdentityAdapter(), True),
-    'linear': (lambda n_inputs, n_attributes, d_model, kernel_size: IdentityAdapter(), False),
+# `stefaland_adapter` → (builder from n_inputs, n_attributes, d_model, kernel_size, causal; whether the LSTM decoder
+# follows)
+ADAPTERS: dict[str, tuple[Callable[[int, int, int, int, bool], nn.Module], bool]] = {
+    'resconn': (lambda n_inputs, n_attributes, d_model, kernel_size, causal:
+                ResidualAdapter(n_inputs, d_model, kernel_size, causal), True),
+    'none': (lambda n_inputs, n_attributes, d_model, kernel_size, causal: IdentityAdapter(), True),
+    'linear': (lambda n_inputs, n_attributes, d_model, kernel_size, causal: IdentityAdapter(), False),
     'dual_residual': (DualResidualAdapter, True),
 }
 
 
-def get_adapter(name: str, n_inputs: int, n_attributes: int, d_model: int, kernel_size: int) -> nn.Module:
-    """Build the adapter named by ``stefaland_adapter`` (a key of :data:`ADAPTERS`, checked by the settings)."""
-    return ADAPTERS[name][0](n_inputs, n_attributes, d_model, kernel_size)
+def get_adapter(name: str, n_inputs: int, n_attributes: int, d_model: int, kernel_size: int,
+                causal: bool = False) -> nn.Module:
+    """Build the adapter named by ``stefaland_adapter`` (a key of :data:`ADAPTERS`, checked by the settings); with
+    ``causal`` no day's output reads a later day."""
+    return ADAPTERS[name][0](n_inputs, n_attributes, d_model, kernel_size, causal)
 
 
 def get_decoder(name: str, d_model: int, hidden_size: int) -> nn.Module:

@@ -51,9 +51,9 @@ class MissingPolicy:
         """The policy of a run with these settings and windows of ``seq_length`` days."""
         ratio = settings.mask_ratio if settings.stage != 'supervised' else settings.input_mask_ratio
         if ratio <= 0:
-            return cls(trained=False)
+            return cls(trained=False, causal=settings.causal)
         longest = span_lengths(seq_length, ratio, settings.mask_min_days, settings.mask_max_days)[1]
-        return cls(trained=True, longest_gap=longest, largest_share=ratio)
+        return cls(trained=True, longest_gap=longest, largest_share=ratio, causal=settings.causal)
 
     def describe(self) -> str:
         """One sentence for logs and file attributes."""

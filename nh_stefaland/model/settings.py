@@ -99,7 +99,12 @@ class Settings:
                         "branch on the task inputs), `none` (encoder → LSTM decoder), `linear` (linear probe: the head "
                         "reads the embedding), `dual_residual` (dynamic and static residual branches plus a "
                         "feed-forward block).", choices=ADAPTER_NAMES)
-    adapter_kernel_size: int = _key(3, "Temporal kernel of the residual adapter's convolution (odd).", minimum=1)
+    adapter_kernel_size: int = _key(3, "Temporal kernel of the residual adapter's convolution (odd; any size with "
+                                    "`stefaland_causal`).", minimum=1)
+    causal: bool = _key(False, "No output for day t depends on an input after day t: causal attention over the days "
+                        "(the static token reads the attributes only) and a left-padded adapter convolution. A "
+                        "finetuning keeps its pretraining run's value (False: every day of the window reads the "
+                        "whole window).")
     stage: str = _key('supervised', "`supervised` (train on the targets from scratch), `pretrain` (masked "
                       "reconstruction; implies `head`/`loss: reconstruction`) or `finetune` (frozen pretrained "
                       "encoder, with `nh-run finetune`).", choices=tuple(STAGE_PARTS))
@@ -180,9 +185,11 @@ class Settings:
         if settings.d_model % settings.nheads != 0:
             raise ValueError(f"stefaland_d_model={settings.d_model} must be divisible by "
                              f"stefaland_nheads={settings.nheads}.")
-        if settings.adapter in CONVOLUTION_ADAPTERS and settings.adapter_kernel_size % 2 == 0:
+        if (settings.adapter in CONVOLUTION_ADAPTERS and settings.adapter_kernel_size % 2 == 0
+                and not settings.causal):
             raise ValueError(f"stefaland_adapter_kernel_size={settings.adapter_kernel_size} must be odd (a centred "
-                             f"convolution) for stefaland_adapter: {settings.adapter}.")
+                             f"convolution) for stefaland_adapter: {settings.adapter}; any size works with "
+                             f"stefaland_causal: True.")
         if settings.min_mask_ratio is not None and not settings.min_mask_ratio <= settings.mask_ratio < 1.0:
             raise ValueError(f"stefaland_min_mask_ratio={settings.min_mask_ratio} needs stefaland_mask_ratio="
                              f"{settings.mask_ratio} below 1 and at least as large.")

@@ -78,7 +78,7 @@ class StefaLand(BaseModel):
         self.encoder = Encoder(d_model=settings.d_model, nheads=settings.nheads,
                                dim_feedforward=settings.dim_feedforward, nlayers=settings.nlayers,
                                dropout=settings.dropout, attention_dropout=settings.attention_dropout,
-                               bf16=settings.bf16)
+                               bf16=settings.bf16, causal=settings.causal)
         if self.stage != 'supervised':
             self.reconstruction_decoder = self._build_reconstruction_decoder(settings)
         if self.stage == 'pretrain':
@@ -87,7 +87,7 @@ class StefaLand(BaseModel):
             LOGGER.info(f"Missing inputs: {self.missing_policy.describe()}.")
             self.adapter = get_adapter(settings.adapter, n_inputs=len(self.dynamic_inputs),
                                        n_attributes=len(self.static_attributes), d_model=settings.d_model,
-                                       kernel_size=settings.adapter_kernel_size)
+                                       kernel_size=settings.adapter_kernel_size, causal=settings.causal)
             self.decoder = get_decoder(settings.adapter, settings.d_model, cfg.hidden_size)
             self.dropout = nn.Dropout(p=cfg.output_dropout)
             n_in = cfg.hidden_size if ADAPTERS[settings.adapter][1] else settings.d_model

@@ -62,9 +62,10 @@ def check_finetuning(cfg: Config) -> None:
     ------
     ValueError
         If the run was not started by ``nh-run finetune``, ``base_run_dir`` is not a StefaLand pretraining run, an
-        architecture key differs from the base run's, the encoder is asked for variables it was not pretrained on
-        (or not for all it was), or the config does not load the encoder's variables (unless it names them in
-        ``stefaland_encoder_inputs`` and ``stefaland_encoder_attributes``, which feeds the absent ones as missing).
+        architecture key or ``stefaland_causal`` differs from the base run's, the encoder is asked for variables it
+        was not pretrained on (or not for all it was), or the config does not load the encoder's variables (unless
+        it names them in ``stefaland_encoder_inputs`` and ``stefaland_encoder_attributes``, which feeds the absent
+        ones as missing).
     FileNotFoundError
         If ``base_run_dir`` has no config or no checkpoint.
     """
@@ -81,6 +82,7 @@ def check_finetuning(cfg: Config) -> None:
                          f"stefaland_stage: pretrain.")
     if not list(base_dir.glob('model_epoch*.pt')):
         raise FileNotFoundError(f"base_run_dir={base_dir} has no model_epoch*.pt checkpoint.")
+    _check_same_direction(cfg, base)
     for key in ARCHITECTURE_KEYS:
         if getattr(cfg, key) != getattr(base, key):
             raise ValueError(f"{key}={getattr(cfg, key)} differs from the pretraining run's "
@@ -161,6 +163,22 @@ def _check_loaded(cfg: Config, inputs: list[str], attributes: list[str]) -> None
                      f"under its names (`nh-stefaland pretrained` lists them), or, to feed the absent ones as missing "
                      f"(their learned mask vectors), set stefaland_encoder_inputs and stefaland_encoder_attributes to "
                      f"the encoder's lists.")
+
+
+def _check_same_direction(cfg: Config, base: Config) -> None:
+    """A causal finetuning needs a causal pretrained encoder, and a causal encoder stays causal.
+
+    A bidirectional encoder's state of day t depends on the later days of its window, and it never learned to encode
+    without them; a causal encoder (pretrained as a causal masked autoencoder) was never trained to read later days.
+    """
+    if cfg.stefaland_causal and not base.stefaland_causal:
+        raise ValueError(f"stefaland_causal: True needs an encoder pretrained with stefaland_causal: True, but "
+                         f"base_run_dir={cfg.base_run_dir} is bidirectional (its states of day t read the later days "
+                         f"of the window). Pretrain a causal encoder (stefaland_causal: True in the pretraining "
+                         f"config), or finetune this one with stefaland_causal: False.")
+    if base.stefaland_causal and not cfg.stefaland_causal:
+        raise ValueError(f"base_run_dir={cfg.base_run_dir} holds a causal encoder (stefaland_causal: True) and this "
+                         f"config sets stefaland_causal: False; omit the key to finetune it as pretrained.")
 
 
 def _check_same_variables(key: str, requested: list[str] | None, pretrained: list[str]) -> None:

@@ -25,13 +25,13 @@ from neuralhydrology.utils.config import Config
 import nh_stefaland
 from nh_stefaland.model.missing import MissingPolicy
 from nh_stefaland.model.settings import Settings
-from nh_stefaland.nh.strided_tester import strides_evaluation
 from nh_stefaland.tools.predict import members as predict_members
 from nh_stefaland.tools.predict.applicability import Applicability, applicability
 from nh_stefaland.tools.predict.ensemble import combine
 from nh_stefaland.tools.predict.output import check_destination, describe, write
 from nh_stefaland.tools.predict.simulate import prediction_config, simulate
 from nh_stefaland.tools.pub.folds import load_attributes
+from nh_stefaland.tools.pub.lookahead import future_view
 
 LOGGER = logging.getLogger(__name__)
 
@@ -105,21 +105,9 @@ def run(args: argparse.Namespace) -> int:
 def _provenance(member: predict_members.Member, cfg: Config) -> dict:
     """What the file says of a member: model, run, checkpoint and what it reads."""
     return {'name': member.name, 'model': cfg.model, 'run_dir': str(member.run_dir), 'epoch': member.epoch,
-            'sha256': member.sha256(), 'future_forcing_days': future_forcing_days(cfg),
+            'sha256': member.sha256(), 'future_forcing_days': future_view(member.run_dir / 'config.yml')[0],
             'missing_inputs': _policy(cfg).describe() if _policy(cfg) else
             'NH model: a missing input gives NaN from that day on'}
-
-
-def future_forcing_days(cfg: Config) -> int:
-    """Days of forcing after a predicted day that the prediction of that day reads.
-
-    NH's testers score the last day of a window (no later day); StefaLand's strided tester scores the last
-    ``predict_last_n`` days of a window with a bidirectional encoder, so the first of them sees ``predict_last_n``−1
-    later days.
-    """
-    if cfg.model.lower() != 'stefaland' or not strides_evaluation(cfg) or cfg.as_dict().get('stefaland_causal'):
-        return 0
-    return cfg.predict_last_n - 1
 
 
 def _policy(cfg: Config) -> MissingPolicy | None:

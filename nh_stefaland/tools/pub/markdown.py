@@ -9,17 +9,25 @@ from nh_stefaland.tools.pub.scoring import ENSEMBLE, REPORT_METRICS
 
 def report(settings: dict, folds: pd.DataFrame, per_basin: pd.DataFrame, summary: pd.DataFrame,
            paired: pd.DataFrame, seeds: pd.DataFrame, epochs: dict[str, list[int]], failed: list[dict],
-           times: pd.DataFrame, figures: list[str] = (), figure_files: list[str] = ()) -> str:
+           times: pd.DataFrame, figures: list[str] = (), figure_files: list[str] = (),
+           views: dict[str, tuple[int, str]] | None = None) -> str:
     """The whole report.md: protocol, models, summary, paired comparison, seeds, run time, folds, figures.
 
-    ``figures`` are the markdown lines of the maps and hydrographs, ``figure_files`` their PNG files.
+    ``figures`` are the markdown lines of the maps and hydrographs, ``figure_files`` their PNG files; ``views`` says
+    per model label how many days of forcing after a scored day its finished runs read, and why
+    (:func:`~nh_stefaland.tools.pub.lookahead.future_view`; the most of its runs).
     """
-    lines = [f"# {protocol_name(settings)}", "", *_protocol_lines(settings, folds, per_basin), "", "## Models", ""]
+    views = views or {}
+    lines = [f"# {protocol_name(settings)}", "", *_protocol_lines(settings, folds, per_basin), "", "## Models", "",
+             "Later days: the most days of forcing after a scored day that a model's prediction of that day reads.",
+             ""]
     for label, model in settings['models'].items():
         pretraining = f", pretrained with `{shown(model['pretrain'])}`" if model['pretrain'] else ""
         if model.get('shipped'):
             pretraining = f", finetuning the shipped encoder `stefaland:{model['shipped']['name']}`"
-        lines.append(f"- **{label}**: `{shown(model['config'])}`{pretraining}")
+        lines.append(f"- **{label}**: `{shown(model['config'])}`{pretraining}; {_view(views.get(label))}")
+    lines += [f"- **{label}**: runs in `runs/{label}/` that pub did not plan (a study's re-evaluated runs); "
+              f"{_view(view)}" for label, view in views.items() if label not in settings['models']]
     if per_basin.empty:
         lines += ["", "No run has finished yet.", ""]
         return "\n".join(lines + _failed_lines(failed))
@@ -27,8 +35,10 @@ def report(settings: dict, folds: pd.DataFrame, per_basin: pd.DataFrame, summary
     medians = summary.pivot(index='model', columns='metric', values='median').reindex(nse.index)
     tested = per_basin.groupby('model', sort=False)['fold'].nunique().reindex(nse.index)
     n_seeds = per_basin.groupby('model', sort=False)['seed'].nunique().reindex(nse.index)
+    later = [views.get(model.removesuffix(f'_{ENSEMBLE}'), (None,))[0] for model in nse.index]
     table = pd.DataFrame({'folds': [f"{n}/{folds['fold'].nunique()}" for n in tested],
-                          'basins': nse['n'], 'seeds': n_seeds, 'NSE median': nse['median'], 'NSE mean': nse['mean'],
+                          'basins': nse['n'], 'seeds': n_seeds, 'later days': [_count(n) for n in later],
+                          'NSE median': nse['median'], 'NSE mean': nse['mean'],
                           'NSE q25': nse['q25'], 'NSE q75': nse['q75'], 'share NSE<0': nse['share_below_0'],
                           **{f'{m} median': medians.get(m) for m in REPORT_METRICS if m != 'NSE'}})
     partial = ["Models with fewer folds (`--fold`, or runs not finished) are summarised over their own held-out "
@@ -64,6 +74,15 @@ def report(settings: dict, folds: pd.DataFrame, per_basin: pd.DataFrame, summary
     lines += ["Files: `per_basin.csv` (basin, fold, group, model, seed, days scored, metrics), `summary.csv`, "
               "`paired.csv`, `seeds.csv`, " + ''.join(f"`{name}`, " for name in figure_files) + "`nse_cdf.png`.", ""]
     return "\n".join(lines)
+
+
+def _view(view: tuple[int, str] | None) -> str:
+    """'later days: N (why)', or that no run has finished."""
+    return "later days: not known until a run finishes" if view is None else f"later days: {view[0]} ({view[1]})"
+
+
+def _count(value: int | None) -> str:
+    return '' if value is None else str(value)
 
 
 def protocol_name(settings: dict) -> str:

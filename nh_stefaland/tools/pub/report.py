@@ -152,9 +152,18 @@ def _write_report(output_dir: Path, figures_for: list[str] | None) -> Path:
                              hydrographs.write_hydrographs(finished, means, pairs, report_dir)):
             figures, figure_files = figures + lines, figure_files + files
     text = markdown.report(settings, folds, per_basin, summary, paired, seeds, epochs, failed, run_times(runs),
-                           figures=figures, figure_files=figure_files)
+                           figures=figures, figure_files=figure_files, views=future_views(finished))
     pub_files.write_text(report_dir / 'report.md', text)
     return report_dir / 'report.md'
+
+
+def future_views(finished: list[FoldRun]) -> dict[str, tuple[int, str]]:
+    """Per model label, the most days of forcing after a scored day that one of its runs reads, and why."""
+    views = {}
+    for run in finished:
+        if run.future_days is not None and run.future_days >= views.get(run.label, (-1,))[0]:
+            views[run.label] = (run.future_days, run.future_reason)
+    return views
 
 
 def _with_ensembles(models: list[str]) -> list[str]:

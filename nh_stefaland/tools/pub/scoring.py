@@ -19,6 +19,8 @@ from ruamel.yaml import YAML
 from neuralhydrology.evaluation.metrics import calculate_metrics
 from neuralhydrology.utils.errors import AllNaNError
 
+from nh_stefaland.tools.pub.lookahead import future_view
+
 LOGGER = logging.getLogger(__name__)
 
 # metrics of every held-out basin, with NH's names (FHV/FLV: bias of high/low flows in %)
@@ -28,13 +30,16 @@ ENSEMBLE = 'ensemble'  # the seed of a seed ensemble's rows
 
 @dataclass(frozen=True)
 class FoldRun:
-    """One finished final-stage run: model label, fold, seed index and the NH results it left."""
+    """One finished final-stage run: model label, fold, seed index, the NH results it left and how many days of
+    forcing after a scored day its prediction of that day reads (:mod:`.lookahead`; None: not known)."""
     label: str
     fold: int
     seed: int
     results_file: Path
     target: str
     clip_to_zero: bool
+    future_days: int | None = None
+    future_reason: str = ''
 
 
 def daily_series(run: FoldRun) -> dict[str, pd.DataFrame]:
@@ -104,12 +109,14 @@ def score_folds(runs: list[FoldRun], folds: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_run(directory: Path, status: dict, fold: int, seed: int, results_file: Path) -> FoldRun:
-    """A :class:`FoldRun` from a run's status and its NH run folder's config (target, clipping)."""
+    """A :class:`FoldRun` from a run's status and its NH run folder's config (target, clipping, later days read)."""
     run_dir = (directory / status['run_dir']).resolve()
     cfg = YAML(typ='safe').load((run_dir / 'config.yml').read_text())
     target = status['target']
+    days, reason = future_view(run_dir / 'config.yml')
     return FoldRun(label=status['label'], fold=fold, seed=seed, results_file=results_file, target=target,
-                   clip_to_zero=target in (cfg.get('clip_targets_to_zero') or []))
+                   clip_to_zero=target in (cfg.get('clip_targets_to_zero') or []), future_days=days,
+                   future_reason=reason)
 
 
 def _metrics(obs: pd.Series, sim: pd.Series, basin: str) -> dict[str, float]:

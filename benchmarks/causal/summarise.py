@@ -1,0 +1,185 @@
+"""Tables and the plot of the causal study from the pub report of ``study.py``'s output folder.
+
+    python benchmarks/causal/summarise.py --runs runs/causal/fraction_1 --output benchmarks/causal/results
+
+reads ``RUNS/report/per_basin.csv`` (pub's scores of every arm on the days every arm predicts) and writes to OUTPUT:
+
+- ``arms.csv`` / ``arms.md``: per arm the held-out median NSE with a 95 % interval resampling folds (and seeds), how
+  many later days of forcing a scored day sees, and the decomposition of StefaLand's lead over NH's LSTM into
+  paired differences (median over basins of the per-basin NSE difference, pub's fold-and-seed interval);
+- ``median_nse.png``: the median held-out NSE per arm with its interval;
+- a copy of pub's ``report.md``, ``per_basin.csv``, ``pub.json`` and ``folds.csv``, so that the figures are
+  reproducible after the runs are gone.
+
+Each arm is summarised over the folds it finished, each difference over the folds both arms finished, and the folds
+an arm has not finished are named: a partial study is shown as partial, not left out.
+"""
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from nh_stefaland.tools.pub import stats  # noqa: E402
+from nh_stefaland.tools.pub.lookahead import future_view  # noqa: E402
+from nh_stefaland.tools.pub.report import FOLDS_FILE, SETTINGS_FILE  # noqa: E402
+
+# arm: what it is
+ARMS = {
+    'lstm': "NH's `cudalstm`",
+    'scratch': "StefaLand from scratch, bidirectional, strided evaluation (as published)",
+    'scratch_last_day': "the same runs, scored only at each window's last day (NH's tester, no retraining)",
+    'causal': "StefaLand from scratch, `stefaland_causal: True`, strided evaluation",
+}
+# (A, B, what A − B measures)
+DIFFERENCES = [
+    ('scratch', 'lstm', "StefaLand's lead as published (architecture + future forcing)"),
+    ('scratch_last_day', 'lstm', "architecture alone: the bidirectional model without a later day in view"),
+    ('causal', 'lstm', "architecture alone: a causal StefaLand"),
+    ('scratch', 'scratch_last_day', "future forcing in view (the same trained models)"),
+    ('causal', 'scratch', "what causality costs against the published mode"),
+    ('causal', 'scratch_last_day', "training causal against the bidirectional model scored without a later day"),
+]
+BOOTSTRAP_SAMPLES = 2000
+DATA = ("Data: Caravan (Kratzert et al. 2023), ERA5-Land forcing (Muñoz Sabater et al. 2021), CAMELS-US attributes "
+        "and USGS streamflow (Newman et al. 2015; Addor et al. 2017).")
+
+
+def summarise(runs: Path, output: Path) -> pd.DataFrame:
+    """Write the tables, the plot and the copies of pub's report files of ``runs`` to ``output``; returns the arm
+    table."""
+    report = runs / 'report'
+    per_basin = pd.read_csv(report / 'per_basin.csv', dtype={'basin': str, 'seed': str})
+    per_basin = per_basin[per_basin['model'].isin(ARMS)]
+    folds = sorted(pd.read_csv(runs / FOLDS_FILE)['fold'].unique())
+    missing = _missing(per_basin, folds)
+    arms = arm_table(per_basin, runs)
+    differences = difference_table(per_basin)
+    output.mkdir(parents=True, exist_ok=True)
+    arms.to_csv(output / 'arms.csv', index=False)
+    differences.to_csv(output / 'differences.csv', index=False)
+    (output / 'arms.md').write_text(markdown(arms, differences, missing, per_basin, len(folds)))
+    if len(arms):
+        plot(arms, len(folds), output / 'median_nse.png')
+    for source in (report / 'report.md', report / 'per_basin.csv', runs / SETTINGS_FILE, runs / FOLDS_FILE):
+        shutil.copyfile(source, output / source.name)
+    return arms
+
+
+def arm_table(per_basin: pd.DataFrame, runs: Path) -> pd.DataFrame:
+    """Per arm: later days of forcing seen (from its runs' configs), folds, seeds, basins, median NSE over basins
+    (seed means) and its fold-and-seed interval."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for arm, what in ARMS.items():
+        rows_of_arm = per_basin[per_basin['model'] == arm]
+        if rows_of_arm.empty:
+            continue
+        values = rows_of_arm.set_index(['basin', 'fold', 'seed'])['NSE'].unstack('seed').dropna()
+        low, high = _median_interval(values.to_numpy(), values.index.get_level_values('fold').to_numpy(), rng)
+        later = max(future_view(path)[0] for path in runs.glob(f'runs/{arm}/fold_*/*/config.yml'))
+        rows.append({'arm': arm, 'what': what, 'later_days': later,
+                     'folds': ' '.join(map(str, sorted(rows_of_arm['fold'].unique()))),
+                     'seeds': rows_of_arm['seed'].nunique(), 'basins': len(values),
+                     'median_nse': float(np.median(values.to_numpy().mean(axis=1))), 'low': low, 'high': high})
+    return pd.DataFrame(rows)
+
+
+def difference_table(per_basin: pd.DataFrame) -> pd.DataFrame:
+    """The paired differences of :data:`DIFFERENCES` whose two arms both ran (pub's ``compare_pairs``)."""
+    rows = []
+    for arm_a, arm_b, meaning in DIFFERENCES:
+        pair = pd.concat([per_basin[per_basin['model'] == arm] for arm in (arm_a, arm_b)])
+        if pair['model'].nunique() < 2:
+            continue
+        row = stats.compare_pairs(pair).query("metric == 'NSE'").iloc[0]
+        rows.append({'a': arm_a, 'b': arm_b, 'meaning': meaning, 'basins': int(row['n']), 'folds': int(row['folds']),
+                     'median_difference': row['median_difference'], 'low': row['ci_low'], 'high': row['ci_high'],
+                     'share_a_better': row['share_a_better']})
+    return pd.DataFrame(rows)
+
+
+def markdown(arms: pd.DataFrame, differences: pd.DataFrame, missing: dict[int, list[str]], per_basin: pd.DataFrame,
+             n_folds: int) -> str:
+    """The two tables, what they cover and what is missing."""
+    days = per_basin.groupby('basin')['days'].first() if len(per_basin) else pd.Series(dtype=float)
+    lines = [f"{len(days)} held-out basins scored so far, each on the same days by every arm of its fold (median "
+             f"{int(days.median())} days)." if len(days) else "No run has finished yet.",
+             *(f"Not finished in fold {fold}: {', '.join(arms_missing)}." for fold, arms_missing in missing.items()),
+             '', '| arm | what | later days seen | folds | seeds | basins | median NSE (95 % interval) |',
+             '|---|---|---|---|---|---|---|']
+    lines += [f"| `{row.arm}` | {row.what} | {row.later_days} | {row.folds} | {row.seeds} | {row.basins} | "
+              f"{row.median_nse:.3f} ({row.low:.3f}…{row.high:.3f}) |" for row in arms.itertuples()]
+    lines += ['', '| A − B | measures | folds | paired median NSE difference (95 % interval; share of basins A '
+              'better) |', '|---|---|---|---|']
+    lines += [f"| `{row.a}` − `{row.b}` | {row.meaning} | {row.folds} | {row.median_difference:+.3f} ({row.low:+.3f}…"
+              f"{row.high:+.3f}; {row.share_a_better:.0%}) |" for row in differences.itertuples()]
+    lines += ['', "Median NSE: over the held-out basins of each basin's mean over seeds; its interval resamples whole "
+              "folds (and seeds). Differences: median over basins of the per-basin NSE difference, interval "
+              "resampling folds and seeds (pub's paired comparison). Later days seen: the most days of forcing after "
+              "a scored day that the prediction of that day reads (seq_length 365, predict_last_n 180)."]
+    if missing:
+        lines[-1] += (f" With fewer than {n_folds} folds the intervals resample only those folds: they show how much "
+                      "the folds differ (with one fold, nothing: the interval is the point), not a 95 % interval, "
+                      "and leave out the run-to-run noise of one seed.")
+    return '\n'.join(lines + [DATA, ''])
+
+
+def plot(arms: pd.DataFrame, n_folds: int, path: Path) -> None:
+    """Median held-out NSE per arm with its interval."""
+    figure, axis = plt.subplots(figsize=(7, 4))
+    x = np.arange(len(arms))
+    axis.errorbar(x, arms['median_nse'], yerr=[arms['median_nse'] - arms['low'], arms['high'] - arms['median_nse']],
+                  fmt='o', capsize=4)
+    axis.set_xticks(x, [f"{row.arm}\n({row.later_days} later days)\nfolds {row.folds}" for row in arms.itertuples()],
+                    fontsize=8)
+    axis.set_xlim(-0.5, len(arms) - 0.5)
+    axis.set_ylabel('median NSE, held-out basins')
+    axis.set_title(f'PUB, 382 CAMELS-US basins ({n_folds} folds), 800 updates:\nmedian and interval over the '
+                   f'folds each arm finished', fontsize=9)
+    axis.grid(alpha=0.3)
+    figure.text(0.01, 0.01, 'Data: Caravan / ERA5-Land, CAMELS-US attributes, USGS streamflow', fontsize=6)
+    figure.tight_layout()
+    figure.savefig(path, dpi=130)
+    plt.close(figure)
+
+
+def _missing(per_basin: pd.DataFrame, folds: list[int]) -> dict[int, list[str]]:
+    """Per fold of ``folds``, the arms of the study that have not finished it (folds with every arm left out)."""
+    present = per_basin.groupby('fold')['model'].unique()
+    missing = {int(fold): [arm for arm in ARMS if arm not in present.get(fold, [])] for fold in folds}
+    return {fold: arms for fold, arms in missing.items() if arms}
+
+
+def _median_interval(values: np.ndarray, folds: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
+    """95 % percentile interval of the median over basins of the seed mean, resampling folds and seeds."""
+    members = [np.flatnonzero(folds == fold) for fold in np.unique(folds)]
+    medians = np.empty(BOOTSTRAP_SAMPLES)
+    for sample in range(BOOTSTRAP_SAMPLES):
+        rows = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
+        seeds = rng.integers(0, values.shape[1], values.shape[1])
+        medians[sample] = np.median(values[np.ix_(rows, seeds)].mean(axis=1))
+    low, high = np.quantile(medians, [0.025, 0.975])
+    return float(low), float(high)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--runs', type=Path, default=Path('runs/causal/fraction_1'))
+    parser.add_argument('--output', type=Path, default=Path(__file__).resolve().parent / 'results')
+    args = parser.parse_args()
+    if not (args.runs / 'report' / 'per_basin.csv').is_file():
+        parser.error(f"{args.runs} has no report/per_basin.csv: run study.py first.")
+    summarise(args.runs, args.output)
+    print(f"Wrote arms.md, arms.csv, differences.csv, median_nse.png and pub's report files to {args.output}")
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

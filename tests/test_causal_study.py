@@ -1,0 +1,94 @@
+"""The causal study's scripts on the shipped sample: arms, the re-evaluation of trained runs, and the summary."""
+import importlib.util
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from ruamel.yaml import YAML
+
+from neuralhydrology.utils.config import Config
+
+from nh_stefaland.tools import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / 'examples' / 'data' / 'caravan_camels_sample'
+BASINS = ['camels_01022500', 'camels_01632900', 'camels_02177000', 'camels_03173000']
+
+
+def _module(name: str):
+    spec = importlib.util.spec_from_file_location(f'causal_{name}', ROOT / 'benchmarks' / 'causal' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+study, summarise = _module('study'), _module('summarise')
+
+
+@pytest.mark.parametrize('arm', sorted(study.ARMS))
+def test_an_arm_is_its_benchmark_config_with_its_changes_only(arm, tmp_path):
+    config, changes, updates = study.ARMS[arm]
+    budget = study.PRETRAINING.BUDGETS[updates]
+    written = study.PRETRAINING.write_config(study.PRETRAINING.BENCHMARK / config, {**changes, **budget},
+                                             tmp_path / 'a.yml')
+    original, copy = (YAML(typ='safe').load(path) for path in (study.PRETRAINING.BENCHMARK / config, written))
+    assert copy == {**original, **changes, **budget}
+    Config(written)  # NH accepts every key
+
+
+def _config(directory: Path, name: str, **changes) -> Path:
+    yaml = YAML()
+    cfg = yaml.load(ROOT / 'tests' / 'configs' / 'caravan_sample.yml')
+    cfg.update({'data_dir': str(SAMPLE), 'predict_last_n': 10, 'test_start_date': '01/01/2001',
+                'test_end_date': '31/03/2001', **changes})
+    yaml.dump(cfg, directory / f'{name}.yml')
+    return directory / f'{name}.yml'
+
+
+def _daily(directory: Path) -> pd.DataFrame:
+    """Simulations of a run folder's test results, one column per basin."""
+    results, = directory.glob('*/test/model_epoch*/test_results.p')
+    with results.open('rb') as stream:
+        loaded = pickle.load(stream)
+    return pd.DataFrame({basin: pd.Series(value['1D']['xr']['streamflow_sim'].values[:, -1],
+                                          index=pd.DatetimeIndex(value['1D']['xr']['date'].values))
+                         for basin, value in loaded.items()})
+
+
+def test_rescored_runs_are_the_trained_runs_scored_at_each_window_end_and_the_summary_reads_them(tmp_path):
+    basin_file = tmp_path / 'basins.txt'
+    basin_file.write_text('\n'.join(BASINS) + '\n')
+    output = tmp_path / 'pub'
+    models = ['--model', f"lstm={_config(tmp_path, 'lstm', model='cudalstm')}",
+              '--model', f"scratch={_config(tmp_path, 'scratch')}",
+              '--model', f"causal={_config(tmp_path, 'causal', stefaland_causal=True)}"]
+    assert cli.main(['pub', *models, '--basin-file', str(basin_file), '--output-dir', str(output), '--folds', '2',
+                     '--fold', '1']) == 0
+    source, changes = study.RESCORED['scratch_last_day']
+    study.rescore(output, source, 'scratch_last_day', changes, fold=1)
+    rescored_dir = output / 'runs' / 'scratch_last_day' / 'fold_01'
+    first = (rescored_dir / 'status.json').read_text()
+    study.rescore(output, source, 'scratch_last_day', changes, fold=1)  # done: kept
+    assert (rescored_dir / 'status.json').read_text() == first
+
+    strided, last_day = _daily(output / 'runs' / 'scratch' / 'fold_01'), _daily(rescored_dir)
+    ends = strided.index[9::10]  # the strided windows end every 10 days from the period's start
+    assert np.allclose(strided.loc[ends], last_day.loc[ends], rtol=1e-5, atol=1e-6)  # the same windows
+    assert not np.allclose(strided.loc[strided.index[::10]], last_day.loc[strided.index[::10]])
+
+    assert cli.main(['pub', '--report-only', str(output)]) == 0
+    report = (output / 'report' / 'report.md').read_text()
+    assert "**scratch**" in report and "later days: 9 (bidirectional, strided: 10 days scored per window)" in report
+    assert "**scratch_last_day**: runs in `runs/scratch_last_day/` that pub did not plan" in report
+    assert "later days: 0 (bidirectional, scored at each window's last day)" in report
+    arms = summarise.summarise(output, tmp_path / 'results')
+    assert list(arms['arm']) == ['lstm', 'scratch', 'scratch_last_day', 'causal']
+    assert list(arms['later_days']) == [0, 9, 0, 0]
+    assert (arms['low'] <= arms['median_nse']).all() and (arms['median_nse'] <= arms['high']).all()
+    table = (tmp_path / 'results' / 'arms.md').read_text()
+    assert 'Not finished in fold 2: lstm, scratch, scratch_last_day, causal.' in table
+    assert 'Not finished in fold 1' not in table
+    assert '`scratch` − `scratch_last_day`' in table
+    assert (tmp_path / 'results' / 'median_nse.png').read_bytes()[:4] == b'\x89PNG'
