@@ -104,10 +104,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _provenance(member: predict_members.Member, cfg: Config) -> dict:
     """What the file says of a member: model, run, checkpoint and what it reads."""
+    policy = _policy(cfg)
     return {'name': member.name, 'model': cfg.model, 'run_dir': str(member.run_dir), 'epoch': member.epoch,
             'sha256': member.sha256(), 'future_forcing_days': future_view(member.run_dir / 'config.yml')[0],
-            'missing_inputs': _policy(cfg).describe() if _policy(cfg) else
-            'NH model: a missing input gives NaN from that day on'}
+            'missing_inputs': policy.describe() if policy else 'NH model: a missing input gives NaN from that day on'}
 
 
 def _policy(cfg: Config) -> MissingPolicy | None:
@@ -134,7 +134,7 @@ def _check_attributes(configs: list[Config], members: list, basins: list[str], a
     missing = table.isna()
     if not missing.any().any():
         return table
-    untrained = [member.name for member, cfg in zip(members, configs) if not (_policy(cfg) and _policy(cfg).trained)]
+    untrained = [member.name for member, cfg in zip(members, configs) if not getattr(_policy(cfg), 'trained', False)]
     rows = [f"{basin}: {', '.join(missing.columns[missing.loc[basin]])}" for basin in missing.index[missing.any(axis=1)]]
     listing = '; '.join(rows[:10]) + (f"; … ({len(rows)} basins)" if len(rows) > 10 else '')
     if allow_missing and not untrained:
@@ -147,16 +147,19 @@ def _check_attributes(configs: list[Config], members: list, basins: list[str], a
 
 def _applicability(configs: list[Config], members: list, attributes: pd.DataFrame,
                    neighbours: int) -> Applicability | None:
-    """The attribute distance to the members' training basins (all members' together), or None if unknown."""
+    """The attribute distance to the members' training basins (all members' together), or None if unknown.
+
+    The training basins' attributes are read from the first member's own ``data_dir`` (``configs`` hold the
+    prediction's).
+    """
     training = set()
-    for member in members:
-        basin_file = member.config.train_basin_file
+    for member, cfg in zip(members, configs):
+        basin_file = cfg.train_basin_file
         if basin_file is None or not Path(basin_file).is_file():
             LOGGER.warning(f"{member.name}: its training basin file {basin_file} is gone; no applicability check.")
             return None
         training.update(load_basin_file(Path(basin_file)))
-    original = members[0].config
-    table = load_attributes(original, sorted(training), 'The applicability check')[attributes.columns]
+    table = load_attributes(members[0].config, sorted(training), 'The applicability check')[attributes.columns]
     scaler = load_scaler(members[0].run_dir)
     return applicability(attributes, table, scaler['attribute_means'], scaler['attribute_stds'], neighbours)
 

@@ -48,6 +48,9 @@ def prediction_config(member: Member, basin_file: Path, start: pd.Timestamp, end
                       data_dir: Path | None, verbose: int) -> Config:
     """The run's config with the prediction's basins, test period and data folder laid over it.
 
+    NH's one-window-per-day tester first scores the day ``predict_last_n`` − 1 after the period's start, so for it the
+    period starts that much earlier; the strided tester predicts from the start.
+
     Raises
     ------
     ValueError
