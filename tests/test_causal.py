@@ -194,7 +194,8 @@ def test_finetuned_predictions_up_to_day_t_ignore_later_inputs_with_and_without_
     changed = _later_days_changed(inputs)
     model.eval()
     with torch.no_grad():
-        assert torch.equal(batch['encoder_states'], model.encode(inputs))  # what the cache holds
+        # what the cache holds (computed in other batches: equal up to the thread-dependent order of float sums)
+        torch.testing.assert_close(batch['encoder_states'], model.encode(inputs), rtol=1e-5, atol=1e-6)
         changed_states = model.encode(changed)
     cached = _eval_predict(model, batch), _eval_predict(model, {**changed, 'encoder_states': changed_states})
     computed = _eval_predict(model, inputs), _eval_predict(model, changed)
