@@ -62,7 +62,7 @@ def test_rescored_runs_are_the_trained_runs_scored_at_each_window_end_and_the_su
     basin_file.write_text('\n'.join(BASINS) + '\n')
     output = tmp_path / 'pub'
     models = ['--model', f"lstm={_config(tmp_path, 'lstm', model='cudalstm')}",
-              '--model', f"scratch={_config(tmp_path, 'scratch')}",
+              '--model', f"scratch={_config(tmp_path, 'scratch', stefaland_causal=False)}",
               '--model', f"causal={_config(tmp_path, 'causal', stefaland_causal=True)}"]
     assert cli.main(['pub', *models, '--basin-file', str(basin_file), '--output-dir', str(output), '--folds', '2',
                      '--fold', '1']) == 0
@@ -92,3 +92,13 @@ def test_rescored_runs_are_the_trained_runs_scored_at_each_window_end_and_the_su
     assert 'Not finished in fold 1' not in table
     assert '`scratch` − `scratch_last_day`' in table
     assert (tmp_path / 'results' / 'median_nse.png').read_bytes()[:4] == b'\x89PNG'
+
+    # a fresh checkout: fold 1's runs are gone, an earlier summary holds their scores and those of fold 2
+    earlier = pd.read_csv(tmp_path / 'results' / 'per_basin.csv', dtype={'basin': str, 'seed': str})
+    earlier = pd.concat([earlier, earlier.assign(fold=2, NSE=earlier['NSE'] - 0.1)], ignore_index=True)
+    earlier.to_csv(tmp_path / 'results' / 'per_basin.csv', index=False)
+    arms_again = summarise.summarise(output, tmp_path / 'results', earlier=tmp_path / 'results' / 'per_basin.csv')
+    merged = pd.read_csv(tmp_path / 'results' / 'per_basin.csv', dtype={'basin': str, 'seed': str})
+    assert len(merged) == len(earlier) and not merged.duplicated(['basin', 'fold', 'model', 'seed']).any()
+    assert list(arms_again['folds']) == ['1 2'] * 4
+    assert 'Not finished' not in (tmp_path / 'results' / 'arms.md').read_text()

@@ -8,8 +8,12 @@ reads ``RUNS/report/per_basin.csv`` (pub's scores of every arm on the days every
   many later days of forcing a scored day sees, and the decomposition of StefaLand's lead over NH's LSTM into
   paired differences (median over basins of the per-basin NSE difference, pub's fold-and-seed interval);
 - ``median_nse.png``: the median held-out NSE per arm with its interval;
-- a copy of pub's ``report.md``, ``per_basin.csv``, ``pub.json`` and ``folds.csv``, so that the figures are
-  reproducible after the runs are gone.
+- ``per_basin.csv``: the per-basin scores the tables are computed from, and a copy of pub's ``report.md``,
+  ``pub.json`` and ``folds.csv``, so that the figures are reproducible after the runs are gone.
+
+``--earlier`` adds the scores of an earlier summary (its ``per_basin.csv``) for the folds and arms whose runs are no
+longer in RUNS: a study continued in a fresh checkout keeps its finished folds without training them again. Pub's
+``report.md`` covers the runs in RUNS only.
 
 Each arm is summarised over the folds it finished, each difference over the folds both arms finished, and the folds
 an arm has not finished are named: a partial study is shown as partial, not left out.
@@ -51,15 +55,16 @@ DATA = ("Data: Caravan (Kratzert et al. 2023), ERA5-Land forcing (Muñoz Sabater
         "and USGS streamflow (Newman et al. 2015; Addor et al. 2017).")
 
 
-def summarise(runs: Path, output: Path) -> pd.DataFrame:
-    """Write the tables, the plot and the copies of pub's report files of ``runs`` to ``output``; returns the arm
-    table."""
+def summarise(runs: Path, output: Path, earlier: Path | None = None) -> pd.DataFrame:
+    """Write the tables, the plot, the per-basin scores and the copies of pub's report files of ``runs`` (with the
+    scores of ``earlier`` for the folds and arms not in ``runs``) to ``output``; returns the arm table."""
     report = runs / 'report'
-    per_basin = pd.read_csv(report / 'per_basin.csv', dtype={'basin': str, 'seed': str})
-    per_basin = per_basin[per_basin['model'].isin(ARMS)]
+    per_basin = _read_scores(report / 'per_basin.csv')
+    if earlier is not None:
+        per_basin = with_earlier(per_basin, _read_scores(earlier))
     folds = sorted(pd.read_csv(runs / FOLDS_FILE)['fold'].unique())
     missing = _missing(per_basin, folds)
-    arms = arm_table(per_basin, runs)
+    arms = arm_table(per_basin, runs, earlier)
     differences = difference_table(per_basin)
     output.mkdir(parents=True, exist_ok=True)
     arms.to_csv(output / 'arms.csv', index=False)
@@ -67,14 +72,29 @@ def summarise(runs: Path, output: Path) -> pd.DataFrame:
     (output / 'arms.md').write_text(markdown(arms, differences, missing, per_basin, len(folds)))
     if len(arms):
         plot(arms, len(folds), output / 'median_nse.png')
-    for source in (report / 'report.md', report / 'per_basin.csv', runs / SETTINGS_FILE, runs / FOLDS_FILE):
+    per_basin.to_csv(output / 'per_basin.csv', index=False)
+    for source in (report / 'report.md', runs / SETTINGS_FILE, runs / FOLDS_FILE):
         shutil.copyfile(source, output / source.name)
     return arms
 
 
-def arm_table(per_basin: pd.DataFrame, runs: Path) -> pd.DataFrame:
-    """Per arm: later days of forcing seen (from its runs' configs), folds, seeds, basins, median NSE over basins
-    (seed means) and its fold-and-seed interval."""
+def with_earlier(scores: pd.DataFrame, earlier: pd.DataFrame) -> pd.DataFrame:
+    """``scores`` and the rows of ``earlier`` of the (fold, arm, seed) runs that ``scores`` does not hold."""
+    run = ['fold', 'model', 'seed']
+    present = pd.MultiIndex.from_frame(scores[run].drop_duplicates())
+    kept = earlier[~pd.MultiIndex.from_frame(earlier[run]).isin(present)]
+    return pd.concat([scores, kept], ignore_index=True).sort_values(['model', 'fold', 'seed', 'basin'],
+                                                                   ignore_index=True)
+
+
+def _read_scores(path: Path) -> pd.DataFrame:
+    scores = pd.read_csv(path, dtype={'basin': str, 'seed': str})
+    return scores[scores['model'].isin(ARMS)]
+
+
+def arm_table(per_basin: pd.DataFrame, runs: Path, earlier: Path | None = None) -> pd.DataFrame:
+    """Per arm: later days of forcing seen (from its runs' configs, else from the ``arms.csv`` beside ``earlier``),
+    folds, seeds, basins, median NSE over basins (seed means) and its fold-and-seed interval."""
     rng = np.random.default_rng(0)
     rows = []
     for arm, what in ARMS.items():
@@ -83,7 +103,7 @@ def arm_table(per_basin: pd.DataFrame, runs: Path) -> pd.DataFrame:
             continue
         values = rows_of_arm.set_index(['basin', 'fold', 'seed'])['NSE'].unstack('seed').dropna()
         low, high = _median_interval(values.to_numpy(), values.index.get_level_values('fold').to_numpy(), rng)
-        later = max(future_view(path)[0] for path in runs.glob(f'runs/{arm}/fold_*/*/config.yml'))
+        later = _later_days(arm, runs, earlier)
         rows.append({'arm': arm, 'what': what, 'later_days': later,
                      'folds': ' '.join(map(str, sorted(rows_of_arm['fold'].unique()))),
                      'seeds': rows_of_arm['seed'].nunique(), 'basins': len(values),
@@ -150,6 +170,17 @@ def plot(arms: pd.DataFrame, n_folds: int, path: Path) -> None:
     plt.close(figure)
 
 
+def _later_days(arm: str, runs: Path, earlier: Path | None) -> int:
+    """The most later days of forcing a scored day of ``arm`` sees: from its runs' configs, or as summarised before."""
+    views = [future_view(path)[0] for path in runs.glob(f'runs/{arm}/fold_*/*/config.yml')]
+    if views:
+        return max(views)
+    before = pd.read_csv(earlier.parent / 'arms.csv').set_index('arm') if earlier is not None else None
+    if before is None or arm not in before.index:
+        raise ValueError(f"No run of arm {arm} in {runs}, and no earlier arms.csv names it: its view is unknown.")
+    return int(before.loc[arm, 'later_days'])
+
+
 def _missing(per_basin: pd.DataFrame, folds: list[int]) -> dict[int, list[str]]:
     """Per fold of ``folds``, the arms of the study that have not finished it (folds with every arm left out)."""
     present = per_basin.groupby('fold')['model'].unique()
@@ -173,10 +204,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--runs', type=Path, default=Path('runs/causal/fraction_1'))
     parser.add_argument('--output', type=Path, default=Path(__file__).resolve().parent / 'results')
+    parser.add_argument('--earlier', type=Path, metavar='PER_BASIN_CSV',
+                        help="An earlier summary's per_basin.csv: its scores of the folds and arms not in RUNS.")
     args = parser.parse_args()
     if not (args.runs / 'report' / 'per_basin.csv').is_file():
         parser.error(f"{args.runs} has no report/per_basin.csv: run study.py first.")
-    summarise(args.runs, args.output)
+    summarise(args.runs, args.output, args.earlier)
     print(f"Wrote arms.md, arms.csv, differences.csv, median_nse.png and pub's report files to {args.output}")
     return 0
 
