@@ -22,6 +22,7 @@ from neuralhydrology.utils.config import Config
 
 from nh_stefaland.model.adapters import ADAPTERS, get_adapter
 from nh_stefaland.model.encoder import Encoder
+from nh_stefaland.model.settings import Settings
 from nh_stefaland.nh.training import FinetuneTrainer, check_finetuning
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -250,3 +251,23 @@ def test_strided_evaluation_of_a_day_ignores_later_forcing(get_config, tmp_path,
     kept = np.allclose(before[:after], after_change[:after], rtol=1e-5, atol=1e-6)
     assert kept == causal
     assert not np.allclose(before[after + pd.Timedelta(days=1):], after_change[after + pd.Timedelta(days=1):])
+
+
+def test_a_new_config_is_causal_and_a_run_saved_before_the_default_changed_is_bidirectional():
+    raw = YAML_SAFE.load(ROOT / 'tests' / 'configs' / 'caravan_sample.yml')
+    assert 'stefaland_causal' not in raw
+    saved = {**raw, 'package_version': '1.13.0'}  # NH writes it into the config of every run it trains
+    for config, causal in ((raw, True), (saved, False), ({**saved, 'stefaland_causal': True}, True)):
+        assert Config(config).stefaland_causal is causal
+        assert Settings.from_config(Config(config)).causal is causal
+        assert get_model(Config(config)).settings.causal is causal
+
+
+def test_a_trained_run_states_its_direction_so_that_it_reads_the_same_under_any_default(get_config):
+    cfg = get_config('caravan_sample')
+    start_training(cfg)
+    saved = YAML_SAFE.load(cfg.run_dir / 'config.yml')
+    assert saved['stefaland_causal'] is True and saved['package_version']
+    lstm = get_config('caravan_sample', model='cudalstm', experiment_name='lstm')
+    start_training(lstm)
+    assert 'stefaland_causal' not in YAML_SAFE.load(lstm.run_dir / 'config.yml')  # NH's own models: untouched

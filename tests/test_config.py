@@ -82,7 +82,7 @@ def test_every_key_reads_back_what_the_config_says_and_its_default_when_absent()
     ({'stefaland_attention_dropout': -0.1}, r'stefaland_attention_dropout=-0.1 must be at least 0.0'),
     ({'stefaland_d_model': 30, 'stefaland_nheads': 4}, r'stefaland_d_model=30 must be divisible by '
                                                        r'stefaland_nheads=4'),
-    ({'stefaland_adapter_kernel_size': 4}, r'stefaland_adapter_kernel_size=4 must be odd'),
+    ({'stefaland_adapter_kernel_size': 4, 'stefaland_causal': False}, r'stefaland_adapter_kernel_size=4 must be odd'),
     ({'stefaland_encoder_inputs': [1, 2]}, r'stefaland_encoder_inputs=\[1, 2\] must list variable names'),
     ({'stefaland_attribute_groups': {'soil': 'sand_frac'}}, r'stefaland_attribute_groups=.* must map each group'),
     ({'head': 'umal', 'predict_last_n': 5}, r'head: umal needs predict_last_n: 1, got predict_last_n=5'),

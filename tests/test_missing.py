@@ -57,15 +57,17 @@ def test_valid_days_match_a_naive_loop(policy):
     assert expected[0].all() and not expected.all()
 
 
-def test_untrained_mask_vectors_give_nan_for_the_whole_window_of_a_missing_input(get_config):
-    model = get_model(get_config('caravan_sample')).eval()
+@pytest.mark.parametrize('causal', [True, False])
+def test_untrained_mask_vectors_give_nan_for_every_day_that_sees_a_missing_input(get_config, causal):
+    model = get_model(get_config('caravan_sample', stefaland_causal=causal)).eval()
     assert not model.missing_policy.trained
     batch = _batch(model, batch_size=3)
     batch['x_d']['total_precipitation_sum'][0, 25] = float('nan')
     batch['x_s'][1, 0] = float('nan')
     with torch.no_grad():
         y_hat = model(batch)['y_hat']
-    assert torch.isnan(y_hat[0]).all() and torch.isnan(y_hat[1]).all()  # bidirectional: day 0 sees day 25
+    assert torch.isnan(y_hat[0, 25:]).all() and torch.isnan(y_hat[1]).all()  # an attribute: every day
+    assert torch.isfinite(y_hat[0, :25]).all() == causal  # bidirectional: day 0 sees day 25
     assert torch.isfinite(y_hat[2]).all()
 
 
@@ -90,7 +92,8 @@ def test_trained_mask_vectors_stand_in_for_short_gaps_and_attributes(get_config)
 
 
 def test_probabilistic_heads_return_nan_locations_and_finite_spreads(get_config):
-    model = get_model(get_config('caravan_sample', head='gmm', n_distributions=2, loss='GMMLoss')).eval()
+    model = get_model(get_config('caravan_sample', head='gmm', n_distributions=2, loss='GMMLoss',
+                                 stefaland_causal=False)).eval()
     batch = _batch(model)
     batch['x_d']['total_precipitation_sum'][0, 3] = float('nan')
     with torch.no_grad():

@@ -63,7 +63,7 @@ def test_paper_size_is_reachable(get_config):
     ({'stefaland_adapter': 'lora'}, "stefaland_adapter='lora' is not supported"),
     ({'stefaland_nlayers': 0}, 'stefaland_nlayers=0 must be at least 1'),
     ({'stefaland_d_model': 'big'}, "stefaland_d_model='big' must be of type int"),
-    ({'stefaland_adapter_kernel_size': 4}, 'must be odd'),
+    ({'stefaland_adapter_kernel_size': 4, 'stefaland_causal': False}, 'must be odd'),
     ({'use_basin_id_encoding': True}, 'does not support use_basin_id_encoding'),
     ({'use_frequencies': ['1D', '1W']}, 'supports a single frequency'),
     ({'mass_inputs': ['total_precipitation_sum']}, 'does not support mass inputs'),

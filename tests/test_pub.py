@@ -255,14 +255,30 @@ def test_first_seed_makes_the_runs_of_those_offsets_that_more_seeds_would_make(t
 
 @pytest.mark.parametrize('changes, days, reason', [
     ({'model': 'cudalstm', 'predict_last_n': 10}, 0, "cudalstm, scored at each window's last day"),
-    ({'predict_last_n': 10}, 9, 'bidirectional, strided: 10 days scored per window'),
-    ({'predict_last_n': 10, 'stefaland_causal': True}, 0, 'causal'),
-    ({'predict_last_n': 10, 'stefaland_strided_evaluation': False}, 0,
+    ({'predict_last_n': 10, 'stefaland_causal': False}, 9, 'bidirectional, strided: 10 days scored per window'),
+    ({'predict_last_n': 10}, 0, 'causal'),
+    ({'predict_last_n': 10, 'package_version': '1.13.0'}, 9,  # a run trained before causal became the default
+     'bidirectional, strided: 10 days scored per window'),
+    ({'predict_last_n': 10, 'stefaland_causal': False, 'stefaland_strided_evaluation': False}, 0,
      "bidirectional, scored at each window's last day"),
-    ({'predict_last_n': 1}, 0, "bidirectional, scored at each window's last day"),
+    ({'predict_last_n': 1, 'stefaland_causal': False}, 0, "bidirectional, scored at each window's last day"),
 ])
 def test_the_report_says_how_many_later_days_of_forcing_a_scored_day_sees(tmp_path, changes, days, reason):
     assert pub_lookahead.future_view(_config(tmp_path, 'config', **changes)) == (days, reason)
+
+
+def test_a_stefaland_config_is_fingerprinted_with_the_value_it_gets_for_a_key_whose_default_changed(tmp_path,
+                                                                                                 monkeypatch):
+    """Runs trained under an old default are not reused for a config that leaves the key unset."""
+    unset, lstm = _config(tmp_path, 'unset'), _config(tmp_path, 'lstm', model='cudalstm')
+    stated = _config(tmp_path, 'stated', stefaland_causal=True)
+    now = {path: pub_plan._fingerprint(str(path), {}, None) for path in (unset, lstm, stated)}
+    old_default = {'stefaland_causal': False}  # the value an unset key would get under another default
+    monkeypatch.setattr(pub_plan, 'unset_changed_defaults',
+                        lambda raw: {} if 'stefaland_causal' in raw else old_default)
+    assert pub_plan._fingerprint(str(unset), {}, None) != now[unset]
+    assert pub_plan._fingerprint(str(lstm), {}, None) == now[lstm]
+    assert pub_plan._fingerprint(str(stated), {}, None) == now[stated]
 
 
 def test_random_folds_are_reproducible_balanced_and_seeded():

@@ -37,9 +37,9 @@ from nh_stefaland.tools.pub.report import FOLDS_FILE, SETTINGS_FILE  # noqa: E40
 # arm: what it is
 ARMS = {
     'lstm': "NH's `cudalstm`",
-    'scratch': "StefaLand from scratch, bidirectional, strided evaluation (as published)",
+    'scratch': "StefaLand from scratch, bidirectional (`stefaland_causal: False`), strided evaluation (as published)",
     'scratch_last_day': "the same runs, scored only at each window's last day (NH's tester, no retraining)",
-    'causal': "StefaLand from scratch, `stefaland_causal: True`, strided evaluation",
+    'causal': "StefaLand from scratch, causal (`stefaland_causal: True`, the default), strided evaluation",
 }
 # (A, B, what A − B measures)
 DIFFERENCES = [

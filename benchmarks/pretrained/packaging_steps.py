@@ -28,8 +28,8 @@ VERSION = '1'
 DROPPED_KEYS = ('run_dir', 'train_dir', 'img_log_dir', 'epochs', 'learning_rate', 'max_updates_per_epoch',
                 'validate_every', 'validate_n_random_basins', 'save_weights_every', 'log_interval', 'verbose',
                 'stefaland_store')
-ARCHITECTURE = ('stefaland_d_model', 'stefaland_nheads', 'stefaland_dim_feedforward', 'stefaland_nlayers',
-                'stefaland_token_hidden', 'stefaland_reconstruction_hidden', 'seq_length')
+ARCHITECTURE = ('stefaland_causal', 'stefaland_d_model', 'stefaland_nheads', 'stefaland_dim_feedforward',
+                'stefaland_nlayers', 'stefaland_token_hidden', 'stefaland_reconstruction_hidden', 'seq_length')
 RECIPE = ('batch_size', 'optimizer', 'learning_rate', 'clip_gradient_norm', 'seed', 'stefaland_mask_ratio',
           'stefaland_mask_min_days', 'stefaland_mask_max_days', 'stefaland_static_mask_ratio',
           'stefaland_group_mask_probability', 'stefaland_never_masked_attributes', 'stefaland_dynamic_loss_weight',
@@ -162,6 +162,18 @@ def plot_curve(epochs: pd.DataFrame, validation: pd.DataFrame, updates_per_epoch
     plt.close(figure)
 
 
+def _direction(causal: bool) -> str:
+    """The model card's paragraph on what the encoder's state of a day reads."""
+    if causal:
+        return ("**Causal** (`stefaland_causal: True`): the encoder's state of day t reads the days up to t only (a "
+                "causal masked autoencoder). Finetunings of it are causal: no prediction reads a later day of forcing.")
+    return ("**Bidirectional** (`stefaland_causal: False`), as the paper's: the encoder's state of every day reads the "
+            "whole window. Finetunings of it keep that mode (a finetuning config without the key inherits it; "
+            "`stefaland_causal: True` stops with an error), so with the strided evaluation a scored day reads up to "
+            "`predict_last_n` − 1 later days of forcing: right for hindcasts, not for a forecast or a like-for-like "
+            "comparison with NH's LSTM (docs/causal.md).")
+
+
 def model_card(manifest: dict, skill: pd.DataFrame) -> str:
     """The model card's markdown, every number from ``manifest`` and the measured ``skill`` table."""
     arch = manifest['architecture']
@@ -215,6 +227,8 @@ d {arch['stefaland_d_model']}, {arch['stefaland_nheads']} heads, feed-forward {a
 {arch['seq_length']} days (a finetuning config keeps `seq_length: {arch['seq_length']}`); the reconstruction decoder
 (hidden {arch['stefaland_reconstruction_hidden']}) is in the same file. {manifest['parameters']:,} parameters,
 {manifest['size_bytes'] / 1e6:.2f} MB (`{manifest['weights']}`, sha256 `{manifest['sha256']}`).
+
+{_direction(arch['stefaland_causal'])}
 
 ## Pretraining recipe and compute
 

@@ -11,6 +11,7 @@ if TYPE_CHECKING:  # NH's Config patch reads this module's KEYS: importing NH he
     from neuralhydrology.utils.config import Config
 
 PREFIX = 'stefaland_'
+SAVED_RUN_MARK = 'package_version'  # NH writes it into the config of every run it trains
 
 # the stages of a StefaLand run and the parts each builds (the names `finetune_modules` addresses)
 STAGE_PARTS = {
@@ -43,6 +44,10 @@ class Key:
         Largest accepted value for numbers.
     below : float | None
         Bound that numbers must stay below (a dropout probability: below 1).
+    saved_default : Any
+        For a key whose default changed: the value that a config NH saved from a training run (it carries
+        ``package_version``) gets when it lacks the key, the default of the versions that trained it. Training
+        writes such a key into the run's config (:func:`resolve_changed_defaults`), so every newer run states it.
     """
     default: Any
     kind: type | tuple[type, ...]
@@ -51,6 +56,12 @@ class Key:
     minimum: float | None = None
     maximum: float | None = None
     below: float | None = None
+    saved_default: Any = None
+
+    def default_for(self, raw: dict) -> Any:
+        """The value of this key when ``raw`` (a config dict) lacks it."""
+        changed = self.saved_default is not None and raw.get(SAVED_RUN_MARK) is not None
+        return self.saved_default if changed else self.default
 
     def check(self, name: str, value: Any) -> None:
         """Raise ``ValueError`` naming the key if ``value`` has the wrong type, is out of range or not a choice."""
@@ -101,10 +112,12 @@ class Settings:
                         "feed-forward block).", choices=ADAPTER_NAMES)
     adapter_kernel_size: int = _key(3, "Temporal kernel of the residual adapter's convolution (odd; any size with "
                                     "`stefaland_causal`).", minimum=1)
-    causal: bool = _key(False, "No output for day t depends on an input after day t: causal attention over the days "
-                        "(the static token reads the attributes only) and a left-padded adapter convolution. A "
-                        "finetuning keeps its pretraining run's value (False: every day of the window reads the "
-                        "whole window).")
+    causal: bool = _key(True, "No output for day t depends on an input after day t: causal attention over the days "
+                        "(the static token reads the attributes only) and a left-padded adapter convolution. False: "
+                        "the paper's bidirectional model, every day of the window reads the whole window (a scored "
+                        "day sees up to `predict_last_n` − 1 later days of forcing). A finetuning keeps its "
+                        "pretraining run's value; a run whose saved config lacks the key "
+                        "(trained before the default became True) is bidirectional.", saved_default=False)
     stage: str = _key('supervised', "`supervised` (train on the targets from scratch), `pretrain` (masked "
                       "reconstruction; implies `head`/`loss: reconstruction`) or `finetune` (frozen pretrained "
                       "encoder, with `nh-run finetune`).", choices=tuple(STAGE_PARTS))
@@ -178,7 +191,7 @@ class Settings:
         values = {}
         for name, key in KEYS.items():
             value = raw.get(name)
-            value = key.default if value is None else value
+            value = key.default_for(raw) if value is None else value
             key.check(name, value)
             values[name.removeprefix(PREFIX)] = value
         settings = cls(**values)
@@ -200,6 +213,19 @@ class Settings:
 
 
 KEYS: dict[str, Key] = {PREFIX + entry.name: entry.metadata['key'] for entry in fields(Settings)}
+
+
+def unset_changed_defaults(raw: dict) -> dict[str, Any]:
+    """The keys whose default changed (:attr:`Key.saved_default`) that ``raw`` (a config dict) leaves unset, with the
+    value each gets there."""
+    return {name: key.default_for(raw) for name, key in KEYS.items()
+            if key.saved_default is not None and raw.get(name) is None}
+
+
+def resolve_changed_defaults(cfg: 'Config') -> None:
+    """Write the value of every key whose default changed into ``cfg`` (:func:`unset_changed_defaults`), so that the
+    config NH saves with the run states it and the run reads the same under any later default."""
+    cfg.update_config(unset_changed_defaults(cfg.as_dict()))
 
 
 def suggest(unknown_keys: list[str]) -> str:

@@ -62,7 +62,7 @@ def _patch_config(module: ModuleType) -> None:
     config_class = module.Config
     for name, key in KEYS.items():
         if not isinstance(getattr(config_class, name, None), property):
-            _set(config_class, name, _key_property(name, key.default, key.doc))
+            _set(config_class, name, _key_property(name, key))
     for name in ('head', 'loss'):
         _replace_property(config_class, name, _implied_by_stage)
     _replace_property(config_class, 'base_run_dir', _shipped_encoder)
@@ -212,15 +212,16 @@ def _config_class():
     return sys.modules['neuralhydrology.utils.config'].Config
 
 
-def _key_property(name: str, default: Any, doc: str) -> property:
+def _key_property(name: str, key) -> property:
+    """``Config.<name>``: the config's value, else the key's default (:meth:`.settings.Key.default_for`)."""
     def getter(self):
         value = self._cfg.get(name)
-        return default if value is None else value
+        return key.default_for(self._cfg) if value is None else value
 
     def setter(self, value):
         self._cfg[name] = value
 
-    return property(getter, setter, doc=doc)
+    return property(getter, setter, doc=key.doc)
 
 
 def _replace_property(owner: type, name: str, implied: Callable[[dict, str], Any]) -> None:

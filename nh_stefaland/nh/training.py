@@ -16,7 +16,7 @@ from neuralhydrology.utils.config import Config
 
 from nh_stefaland import pretrained
 from nh_stefaland.model.checks import check_config, encoder_variables
-from nh_stefaland.model.settings import Settings
+from nh_stefaland.model.settings import Settings, resolve_changed_defaults
 from nh_stefaland.nh import distributed, state_cache
 from nh_stefaland.nh.normalisation import finetuning_scaler, pretraining_scaler, save_scaler
 from nh_stefaland.nh.store_dataset import StoreLoading
@@ -44,6 +44,7 @@ def start_training(cfg: Config) -> None:
     if cfg.model.lower() != 'stefaland':
         raise ValueError(f"head: {cfg.head} is StefaLand's pretraining head; model: {cfg.model} cannot use it.")
     check_config(cfg)
+    resolve_changed_defaults(cfg)  # before NH saves the config and marks it as a run's
     if cfg.stefaland_stage == 'finetune':
         check_finetuning(cfg)
         trainer = distributed.trainer_class(FinetuneTrainer)(cfg=cfg)

@@ -30,7 +30,9 @@ def describe(manifest: dict, detailed: bool = False) -> str:
     lines = [f"stefaland:{manifest['name']}  (version {manifest['version']}, {manifest['size_bytes'] / 1e6:.2f} MB, "
              f"{manifest['parameters']:,} parameters, sha256 {manifest['sha256'][:12]}…)",
              f"  architecture: d {arch['stefaland_d_model']}, {arch['stefaland_nlayers']} layers, "
-             f"{arch['stefaland_nheads']} heads, seq_length {arch['seq_length']}",
+             f"{arch['stefaland_nheads']} heads, seq_length {arch['seq_length']}, "
+             f"{'causal' if arch['stefaland_causal'] else 'bidirectional'} "
+             f"(stefaland_causal: {arch['stefaland_causal']})",
              f"  dynamic inputs ({len(manifest['dynamic_inputs'])}): {', '.join(manifest['dynamic_inputs'])}",
              _wrapped(f"  static attributes ({len(manifest['static_attributes'])}): "
                       f"{', '.join(manifest['static_attributes'])}"),

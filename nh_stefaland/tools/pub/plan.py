@@ -8,7 +8,9 @@ from pathlib import Path
 import pandas as pd
 
 from neuralhydrology.datautils.utils import load_basin_file
+from ruamel.yaml import YAML
 
+from nh_stefaland.model.settings import unset_changed_defaults
 from nh_stefaland.tools.pub import epochs, files as pub_files, folds as pub_folds
 from nh_stefaland.tools.pub.report import FOLDS_FILE, STATUS_FILE, read_status
 from nh_stefaland.tools.pub.runs import Task
@@ -140,9 +142,13 @@ def _epoch_basin_files(settings: dict, gauged: dict[int, Path]) -> dict[int, Pat
 def _fingerprint(config: str, basin_files: dict[str, Path], data_dir: Path | None, base: Task | None = None,
                  seed: int = 0, encoder: str | None = None) -> str:
     """Hash of a stage's config text, its basins, ``--data-dir``, (for finetuning) its pretraining's fingerprint or
-    the shipped encoder's checksum, and its seed offset."""
-    parts = [Path(config).read_text(), *(path.read_text() for path in basin_files.values()),
-             base.fingerprint if base is not None else '']
+    the shipped encoder's checksum, its seed offset, and the value a StefaLand config gets for a key it leaves unset
+    whose default changed (so that runs trained under the old default are not reused as runs of the new one)."""
+    text = Path(config).read_text()
+    parts = [text, *(path.read_text() for path in basin_files.values()), base.fingerprint if base is not None else '']
+    raw = YAML(typ='safe').load(text) or {}
+    if str(raw.get('model', '')).lower() == 'stefaland':
+        parts += [f'{name}={value}' for name, value in unset_changed_defaults(raw).items()]
     # appended only when given: runs made without --data-dir or extra seeds keep their fingerprint
     if data_dir is not None:
         parts.append(str(data_dir))
