@@ -38,6 +38,14 @@ def test_an_arm_is_its_benchmark_config_with_its_changes_only(arm, tmp_path):
     Config(written)  # NH accepts every key
 
 
+@pytest.mark.parametrize('arm', sorted(study.FINETUNED))
+def test_a_finetuned_arm_takes_its_direction_from_its_pretraining(arm):
+    pretraining, changes, _ = study.FINETUNED[arm]
+    finetuning = YAML(typ='safe').load(study.PRETRAINING.BENCHMARK / 'stefaland_finetune.yml')
+    assert 'stefaland_causal' not in {**finetuning, **changes}  # inherited from the encoder: never a mismatch
+    assert pretraining['stefaland_causal'] == arm.endswith('_causal')
+
+
 def _config(directory: Path, name: str, **changes) -> Path:
     yaml = YAML()
     cfg = yaml.load(ROOT / 'tests' / 'configs' / 'caravan_sample.yml')

@@ -6,6 +6,9 @@ into 5 seeded random folds (seed 0), with the configs and budget of the pretrain
 :data:`RESCORED` trains nothing: it evaluates the finished runs of another arm again with changed settings (here
 StefaLand from scratch with NH's one-window-per-day tester, which scores each window's last day: the bidirectional
 model with no later day in view) and writes them as runs of its own label, which pub's report reads like any other.
+The arms of :data:`FINETUNED` pretrain an encoder (the pretraining study's ``base`` recipe, one pretraining shared by
+the folds) in either direction and finetune it frozen, on cached states, as that study's ``base`` arm; they are not
+part of the default arms (stage 2 runs them on 2 folds: ``--arms pretrained,pretrained_causal --fold 1 --fold 2``).
 
 The script works fold by fold, one process (a shared CPU), and after each fold rebuilds pub's report and this
 study's summary (``summarise.py``); calling it again skips what is finished:
@@ -53,12 +56,19 @@ ARMS = {
 # re-evaluated arm: (arm whose runs it evaluates again, changes to their config)
 # (predict_last_n 1: NH's tester keeps only the last step, the one it scores, not 180 per day)
 RESCORED = {'scratch_last_day': ('scratch', {'stefaland_strided_evaluation': False, 'predict_last_n': 1})}
+# pretrained + finetuned arm: (changes to the pretraining recipe, changes to the finetuning config, updates); the
+# finetuning config leaves stefaland_causal unset, so it inherits its encoder's
+FINETUNED = {
+    'pretrained': ({'stefaland_causal': False}, {'stefaland_cache_states': True}, 800),
+    'pretrained_causal': ({'stefaland_causal': True}, {'stefaland_cache_states': True}, 800),
+}
+STAGE_1 = [*ARMS, *RESCORED]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--arms', default=','.join([*ARMS, *RESCORED]),
-                        help=f"Comma-separated arms, of {[*ARMS, *RESCORED]} (default: all).")
+    parser.add_argument('--arms', default=','.join(STAGE_1),
+                        help=f"Comma-separated arms, of {[*STAGE_1, *FINETUNED]} (default: {STAGE_1}).")
     parser.add_argument('--data-dir', type=Path,
                         help="The caravan_camels folder (382 basins), if not the configs' "
                              "../shared/data/caravan_camels.")
@@ -72,9 +82,9 @@ def main() -> int:
     args = parser.parse_args()
 
     arms = args.arms.split(',')
-    unknown = sorted(set(arms) - set(ARMS) - set(RESCORED))
+    unknown = sorted(set(arms) - set(STAGE_1) - set(FINETUNED))
     if unknown:
-        parser.error(f"--arms: no arm {unknown}; choose from {[*ARMS, *RESCORED]}.")
+        parser.error(f"--arms: no arm {unknown}; choose from {[*STAGE_1, *FINETUNED]}.")
     missing = sorted({RESCORED[arm][0] for arm in arms if arm in RESCORED} - set(arms))
     if missing:
         parser.error(f"--arms: {[arm for arm in arms if arm in RESCORED]} evaluate the runs of {missing}: add it.")
@@ -85,6 +95,15 @@ def main() -> int:
         path = PRETRAINING.write_config(PRETRAINING.BENCHMARK / config, {**changes, **PRETRAINING.BUDGETS[updates]},
                                         output_dir / 'configs' / f'{arm}.yml')
         models += ['--model', f'{arm}={path}']
+    for arm in (arm for arm in arms if arm in FINETUNED):
+        pretraining, changes, updates = FINETUNED[arm]
+        path = PRETRAINING.write_config(PRETRAINING.BENCHMARK / 'stefaland_finetune.yml',
+                                        {**changes, **PRETRAINING.BUDGETS[updates]},
+                                        output_dir / 'configs' / f'{arm}.yml')
+        encoder = PRETRAINING.write_config(PRETRAINING.BENCHMARK / 'stefaland_pretrain.yml',
+                                           {**PRETRAINING.PRETRAINING['base'], **pretraining},
+                                           output_dir / 'configs' / f'pretrain_{arm}.yml')
+        models += ['--model', f'{arm}={path}', '--pretrain', f'{arm}={encoder}']
     data = ['--data-dir', str(args.data_dir)] if args.data_dir else []
     common = ['--basin-file', str((args.data_dir or PRETRAINING.DEFAULT_DATA) / 'basins.txt'), *data, '--output-dir',
               str(output_dir), '--folds', str(FOLDS), '--seed', '0', '--jobs', '1', '--train-fraction',

@@ -40,6 +40,8 @@ ARMS = {
     'scratch': "StefaLand from scratch, bidirectional (`stefaland_causal: False`), strided evaluation (as published)",
     'scratch_last_day': "the same runs, scored only at each window's last day (NH's tester, no retraining)",
     'causal': "StefaLand from scratch, causal (`stefaland_causal: True`, the default), strided evaluation",
+    'pretrained': "StefaLand pretrained (bidirectional masked autoencoder), frozen encoder finetuned",
+    'pretrained_causal': "StefaLand pretrained (causal masked autoencoder), frozen encoder finetuned",
 }
 # (A, B, what A − B measures)
 DIFFERENCES = [
@@ -49,6 +51,10 @@ DIFFERENCES = [
     ('scratch', 'scratch_last_day', "future forcing in view (the same trained models)"),
     ('causal', 'scratch', "what causality costs against the published mode"),
     ('causal', 'scratch_last_day', "training causal against the bidirectional model scored without a later day"),
+    ('pretrained', 'lstm', "pretrained + finetuned StefaLand's lead, bidirectional"),
+    ('pretrained_causal', 'lstm', "pretrained + finetuned StefaLand's lead, causal"),
+    ('pretrained_causal', 'pretrained', "what causality costs a pretrained + finetuned StefaLand"),
+    ('pretrained_causal', 'causal', "what a causal pretraining adds to the causal model from scratch"),
 ]
 BOOTSTRAP_SAMPLES = 2000
 DATA = ("Data: Caravan (Kratzert et al. 2023), ERA5-Land forcing (Muñoz Sabater et al. 2021), CAMELS-US attributes "
@@ -182,9 +188,11 @@ def _later_days(arm: str, runs: Path, earlier: Path | None) -> int:
 
 
 def _missing(per_basin: pd.DataFrame, folds: list[int]) -> dict[int, list[str]]:
-    """Per fold of ``folds``, the arms of the study that have not finished it (folds with every arm left out)."""
-    present = per_basin.groupby('fold')['model'].unique()
-    missing = {int(fold): [arm for arm in ARMS if arm not in present.get(fold, [])] for fold in folds}
+    """Per fold of ``folds``, the arms of the study (those with a finished run) that have not finished it (folds
+    with every arm left out)."""
+    present, studied = per_basin.groupby('fold')['model'].unique(), set(per_basin['model'])
+    missing = {int(fold): [arm for arm in ARMS if arm in studied and arm not in present.get(fold, [])]
+               for fold in folds}
     return {fold: arms for fold, arms in missing.items() if arms}
 
 
