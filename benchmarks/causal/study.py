@@ -108,13 +108,15 @@ def main() -> int:
     common = ['--basin-file', str((args.data_dir or PRETRAINING.DEFAULT_DATA) / 'basins.txt'), *data, '--output-dir',
               str(output_dir), '--folds', str(FOLDS), '--seed', '0', '--jobs', '1', '--train-fraction',
               str(args.train_fraction), '--seeds', str(args.seeds), '--first-seed', str(args.first_seed)]
+    # maps and hydrographs of the pairs with StefaLand from scratch (when it is a model of the folder)
+    figures = ['--figures-for', 'scratch'] if 'scratch' in arms or (output_dir / 'runs' / 'scratch').is_dir() else []
     failed = 0
     for fold in args.fold or range(1, FOLDS + 1):
-        failed |= cli.main(['pub', *models, *common, '--fold', str(fold), '--figures-for', 'scratch'])
+        failed |= cli.main(['pub', *models, *common, '--fold', str(fold), *figures])
         for arm in (arm for arm in arms if arm in RESCORED):
             source, changes = RESCORED[arm]
             rescore(output_dir, source, arm, changes, fold)
-        cli.main(['pub', '--report-only', str(output_dir), '--figures-for', 'scratch'])
+        cli.main(['pub', '--report-only', str(output_dir), *figures])
         if args.summary is not None:
             _module(HERE / 'summarise.py', 'causal_summarise').summarise(output_dir, args.summary)
     return failed
