@@ -110,3 +110,7 @@ def test_rescored_runs_are_the_trained_runs_scored_at_each_window_end_and_the_su
     assert len(merged) == len(earlier) and not merged.duplicated(['basin', 'fold', 'model', 'seed']).any()
     assert list(arms_again['folds']) == ['1 2'] * 4
     assert 'Not finished' not in (tmp_path / 'results' / 'arms.md').read_text()
+    only_two = summarise.summarise(output, tmp_path / 'fold_2', earlier=tmp_path / 'results' / 'per_basin.csv',
+                                   only_folds=[2])
+    assert list(only_two['folds']) == ['2'] * 4
+    assert np.allclose(only_two['median_nse'], arms['median_nse'] - 0.1)

@@ -15,6 +15,9 @@ reads ``RUNS/report/per_basin.csv`` (pub's scores of every arm on the days every
 longer in RUNS: a study continued in a fresh checkout keeps its finished folds without training them again. Pub's
 ``report.md`` covers the runs in RUNS only.
 
+``--fold`` keeps the given folds only: a stage whose new seeds finished some folds is compared on those, every seed of
+every arm (each basin's seed mean) on the same basins.
+
 Each arm is summarised over the folds it finished, each difference over the folds both arms finished, and the folds
 an arm has not finished are named: a partial study is shown as partial, not left out.
 """
@@ -61,14 +64,19 @@ DATA = ("Data: Caravan (Kratzert et al. 2023), ERA5-Land forcing (Muñoz Sabater
         "and USGS streamflow (Newman et al. 2015; Addor et al. 2017).")
 
 
-def summarise(runs: Path, output: Path, earlier: Path | None = None) -> pd.DataFrame:
+def summarise(runs: Path, output: Path, earlier: Path | None = None,
+              only_folds: list[int] | None = None) -> pd.DataFrame:
     """Write the tables, the plot, the per-basin scores and the copies of pub's report files of ``runs`` (with the
-    scores of ``earlier`` for the folds and arms not in ``runs``) to ``output``; returns the arm table."""
+    scores of ``earlier`` for the folds and arms not in ``runs``; of ``only_folds`` only, if given) to ``output``;
+    returns the arm table."""
     report = runs / 'report'
     per_basin = _read_scores(report / 'per_basin.csv')
     if earlier is not None:
         per_basin = with_earlier(per_basin, _read_scores(earlier))
     folds = sorted(pd.read_csv(runs / FOLDS_FILE)['fold'].unique())
+    if only_folds:
+        folds = [fold for fold in folds if fold in only_folds]
+        per_basin = per_basin[per_basin['fold'].isin(folds)]
     missing = _missing(per_basin, folds)
     arms = arm_table(per_basin, runs, earlier)
     differences = difference_table(per_basin)
@@ -214,10 +222,11 @@ def main() -> int:
     parser.add_argument('--output', type=Path, default=Path(__file__).resolve().parent / 'results')
     parser.add_argument('--earlier', type=Path, metavar='PER_BASIN_CSV',
                         help="An earlier summary's per_basin.csv: its scores of the folds and arms not in RUNS.")
+    parser.add_argument('--fold', type=int, action='append', help="Only these folds (repeat; default: all).")
     args = parser.parse_args()
     if not (args.runs / 'report' / 'per_basin.csv').is_file():
         parser.error(f"{args.runs} has no report/per_basin.csv: run study.py first.")
-    summarise(args.runs, args.output, args.earlier)
+    summarise(args.runs, args.output, args.earlier, args.fold)
     print(f"Wrote arms.md, arms.csv, differences.csv, median_nse.png and pub's report files to {args.output}")
     return 0
 
