@@ -114,3 +114,23 @@ def test_rescored_runs_are_the_trained_runs_scored_at_each_window_end_and_the_su
                                    only_folds=[2])
     assert list(only_two['folds']) == ['2'] * 4
     assert np.allclose(only_two['median_nse'], arms['median_nse'] - 0.1)
+
+
+def test_a_difference_pairs_the_seeds_both_arms_ran_and_reads_a_minus_b():
+    basins = [f'b{i:02d}' for i in range(12)]
+    rows = [{'basin': basin, 'fold': 1 + i % 2, 'group': 'random', 'model': model, 'seed': seed, 'days': days,
+             'NSE': nse + 0.01 * i, 'KGE': nse, 'RMSE': 1.0}
+            for i, basin in enumerate(basins)
+            for model, seed, days, nse in [('scratch', '0', 3473, 0.50), ('scratch', '1', 3652, 0.70),
+                                           ('scratch_last_day', '0', 3473, 0.45), ('lstm', '0', 3473, 0.30),
+                                           ('causal', '0', 3473, 0.60), ('causal', '1', 3652, 0.40)]]
+    per_basin = pd.DataFrame(rows)
+    differences = summarise.difference_table(per_basin).set_index(['a', 'b'])
+    # the same trained models: seed 0 only, not the seed mean of scratch
+    assert differences.loc[('scratch', 'scratch_last_day'), 'seeds'] == 1
+    assert np.isclose(differences.loc[('scratch', 'scratch_last_day'), 'median_difference'], 0.05)
+    assert differences.loc[('causal', 'scratch'), 'seeds'] == 2
+    assert np.isclose(differences.loc[('causal', 'scratch'), 'median_difference'], -0.10)
+    assert np.isclose(differences.loc[('scratch', 'lstm'), 'median_difference'], 0.20)  # A − B, not B − A
+    table = summarise.markdown(pd.DataFrame(columns=['arm']), differences.reset_index(), {}, per_basin, 2)
+    assert 'median days: seed 0: 3473, seed 1: 3652' in table

@@ -57,6 +57,7 @@ DIFFERENCES = [
     ('pretrained', 'lstm', "pretrained + finetuned StefaLand's lead, bidirectional"),
     ('pretrained_causal', 'lstm', "pretrained + finetuned StefaLand's lead, causal"),
     ('pretrained_causal', 'pretrained', "what causality costs a pretrained + finetuned StefaLand"),
+    ('pretrained', 'scratch', "what a bidirectional pretraining adds to the bidirectional model from scratch"),
     ('pretrained_causal', 'causal', "what a causal pretraining adds to the causal model from scratch"),
 ]
 BOOTSTRAP_SAMPLES = 2000
@@ -126,14 +127,18 @@ def arm_table(per_basin: pd.DataFrame, runs: Path, earlier: Path | None = None) 
 
 
 def difference_table(per_basin: pd.DataFrame) -> pd.DataFrame:
-    """The paired differences of :data:`DIFFERENCES` whose two arms both ran (pub's ``compare_pairs``)."""
+    """The paired differences of :data:`DIFFERENCES` whose two arms both ran (pub's ``compare_pairs``), each on the
+    seeds both arms ran (a rescored arm and its source: the same trained models)."""
     rows = []
     for arm_a, arm_b, meaning in DIFFERENCES:
-        pair = pd.concat([per_basin[per_basin['model'] == arm] for arm in (arm_a, arm_b)])
+        seeds = [set(per_basin.loc[per_basin['model'] == arm, 'seed']) for arm in (arm_a, arm_b)]
+        common = per_basin[per_basin['seed'].isin(seeds[0] & seeds[1])]
+        pair = pd.concat([common[common['model'] == arm] for arm in (arm_a, arm_b)])  # A first: A − B
         if pair['model'].nunique() < 2:
             continue
         row = stats.compare_pairs(pair).query("metric == 'NSE'").iloc[0]
         rows.append({'a': arm_a, 'b': arm_b, 'meaning': meaning, 'basins': int(row['n']), 'folds': int(row['folds']),
+                     'seeds': pair['seed'].nunique(),
                      'median_difference': row['median_difference'], 'low': row['ci_low'], 'high': row['ci_high'],
                      'share_a_better': row['share_a_better']})
     return pd.DataFrame(rows)
@@ -142,27 +147,37 @@ def difference_table(per_basin: pd.DataFrame) -> pd.DataFrame:
 def markdown(arms: pd.DataFrame, differences: pd.DataFrame, missing: dict[int, list[str]], per_basin: pd.DataFrame,
              n_folds: int) -> str:
     """The two tables, what they cover and what is missing."""
-    days = per_basin.groupby('basin')['days'].first() if len(per_basin) else pd.Series(dtype=float)
-    lines = [f"{len(days)} held-out basins scored so far, each on the same days by every arm of its fold (median "
-             f"{int(days.median())} days)." if len(days) else "No run has finished yet.",
+    days = per_basin.groupby(['seed', 'basin'])['days'].first() if len(per_basin) else pd.Series(dtype=float)
+    per_seed = days.groupby('seed').median()
+    lines = [f"{days.index.get_level_values('basin').nunique()} held-out basins scored so far, each on the same days "
+             f"by every arm of its fold and seed (median {_days(per_seed)})." if len(days)
+             else "No run has finished yet.",
              *(f"Not finished in fold {fold}: {', '.join(arms_missing)}." for fold, arms_missing in missing.items()),
              '', '| arm | what | later days seen | folds | seeds | basins | median NSE (95 % interval) |',
              '|---|---|---|---|---|---|---|']
     lines += [f"| `{row.arm}` | {row.what} | {row.later_days} | {row.folds} | {row.seeds} | {row.basins} | "
               f"{row.median_nse:.3f} ({row.low:.3f}…{row.high:.3f}) |" for row in arms.itertuples()]
-    lines += ['', '| A − B | measures | folds | paired median NSE difference (95 % interval; share of basins A '
-              'better) |', '|---|---|---|---|']
-    lines += [f"| `{row.a}` − `{row.b}` | {row.meaning} | {row.folds} | {row.median_difference:+.3f} ({row.low:+.3f}…"
+    lines += ['', '| A − B | measures | folds | seeds | paired median NSE difference (95 % interval; share of '
+              'basins A better) |', '|---|---|---|---|---|']
+    lines += [f"| `{row.a}` − `{row.b}` | {row.meaning} | {row.folds} | {row.seeds} | {row.median_difference:+.3f} "
+              f"({row.low:+.3f}…"
               f"{row.high:+.3f}; {row.share_a_better:.0%}) |" for row in differences.itertuples()]
     lines += ['', "Median NSE: over the held-out basins of each basin's mean over seeds; its interval resamples whole "
-              "folds (and seeds). Differences: median over basins of the per-basin NSE difference, interval "
-              "resampling folds and seeds (pub's paired comparison). Later days seen: the most days of forcing after "
+              "folds (and seeds). Differences: median over basins of the per-basin NSE difference of seed means, on "
+              "the seeds both arms ran, interval resampling folds and seeds (pub's paired comparison). Later days seen: the most days of forcing after "
               "a scored day that the prediction of that day reads (seq_length 365, predict_last_n 180)."]
     if missing:
         lines[-1] += (f" With fewer than {n_folds} folds the intervals resample only those folds: they show how much "
                       "the folds differ (with one fold, nothing: the interval is the point), not a 95 % interval, "
                       "and leave out the run-to-run noise of one seed.")
     return '\n'.join(lines + [DATA, ''])
+
+
+def _days(per_seed: pd.Series) -> str:
+    """``3473 days``, or per seed where the seeds' runs were scored on different days (``seed 0: 3473, …``)."""
+    if per_seed.nunique() == 1:
+        return f"{int(per_seed.iloc[0])} days"
+    return 'days: ' + ', '.join(f"seed {seed}: {int(value)}" for seed, value in per_seed.items())
 
 
 def plot(arms: pd.DataFrame, n_folds: int, path: Path) -> None:
