@@ -134,3 +134,17 @@ def test_a_difference_pairs_the_seeds_both_arms_ran_and_reads_a_minus_b():
     assert np.isclose(differences.loc[('scratch', 'lstm'), 'median_difference'], 0.20)  # A − B, not B − A
     table = summarise.markdown(pd.DataFrame(columns=['arm']), differences.reset_index(), {}, per_basin, 2)
     assert 'median days: seed 0: 3473, seed 1: 3652' in table
+
+
+def test_the_fold_table_gives_each_difference_per_fold_and_seed_both_arms_ran():
+    rows = [{'basin': f'b{i}', 'fold': fold, 'model': model, 'seed': seed, 'NSE': nse + fold / 10 + i / 100}
+            for fold in (1, 2) for i in range(3)
+            for model, seed, nse in [('scratch', '0', 0.5), ('scratch', '1', 0.6), ('causal', '0', 0.4),
+                                     ('lstm', '0', 0.2)]]
+    per_fold = summarise.fold_table(pd.DataFrame(rows)).set_index(['a', 'b', 'seed', 'fold'])['median_difference']
+    assert np.isclose(per_fold[('causal', 'scratch', '0', 2)], -0.1)
+    assert np.isclose(per_fold[('scratch', 'lstm', '0', 1)], 0.3)
+    assert ('causal', 'scratch', '1', 1) not in per_fold.index  # causal and the LSTM ran seed 0 only
+    assert ('scratch', 'lstm', '1', 1) not in per_fold.index
+    table = summarise.fold_markdown(summarise.fold_table(pd.DataFrame(rows)))
+    assert '| `causal` − `scratch` | 0 | -0.100 | -0.100 |' in table

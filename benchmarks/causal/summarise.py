@@ -7,6 +7,8 @@ reads ``RUNS/report/per_basin.csv`` (pub's scores of every arm on the days every
 - ``arms.csv`` / ``arms.md``: per arm the held-out median NSE with a 95 % interval resampling folds (and seeds), how
   many later days of forcing a scored day sees, and the decomposition of StefaLand's lead over NH's LSTM into
   paired differences (median over basins of the per-basin NSE difference, pub's fold-and-seed interval);
+- ``per_fold.csv``, and a table in ``arms.md``: each paired difference per fold and seed (median over the fold's
+  held-out basins), to show the run-to-run noise the intervals stand for;
 - ``median_nse.png``: the median held-out NSE per arm with its interval;
 - ``per_basin.csv``: the per-basin scores the tables are computed from, and a copy of pub's ``report.md``,
   ``pub.json`` and ``folds.csv``, so that the figures are reproducible after the runs are gone.
@@ -81,10 +83,13 @@ def summarise(runs: Path, output: Path, earlier: Path | None = None,
     missing = _missing(per_basin, folds)
     arms = arm_table(per_basin, runs, earlier)
     differences = difference_table(per_basin)
+    per_fold = fold_table(per_basin)
     output.mkdir(parents=True, exist_ok=True)
     arms.to_csv(output / 'arms.csv', index=False)
     differences.to_csv(output / 'differences.csv', index=False)
-    (output / 'arms.md').write_text(markdown(arms, differences, missing, per_basin, len(folds)))
+    per_fold.to_csv(output / 'per_fold.csv', index=False)
+    (output / 'arms.md').write_text(markdown(arms, differences, missing, per_basin, len(folds)) + '\n'
+                                    + fold_markdown(per_fold))
     if len(arms):
         plot(arms, len(folds), output / 'median_nse.png')
     per_basin.to_csv(output / 'per_basin.csv', index=False)
@@ -142,6 +147,35 @@ def difference_table(per_basin: pd.DataFrame) -> pd.DataFrame:
                      'median_difference': row['median_difference'], 'low': row['ci_low'], 'high': row['ci_high'],
                      'share_a_better': row['share_a_better']})
     return pd.DataFrame(rows)
+
+
+def fold_table(per_basin: pd.DataFrame) -> pd.DataFrame:
+    """Per difference of :data:`DIFFERENCES`, fold and seed both arms ran: the median over the fold's basins of the
+    per-basin NSE difference A − B (columns ``a, b, seed, fold, basins, median_difference``)."""
+    nse = per_basin.set_index(['model', 'seed', 'fold', 'basin'])['NSE']
+    rows = []
+    for arm_a, arm_b, _ in DIFFERENCES:
+        if arm_a not in nse.index.get_level_values('model') or arm_b not in nse.index.get_level_values('model'):
+            continue
+        difference = (nse.loc[arm_a] - nse.loc[arm_b]).dropna()
+        for (seed, fold), values in difference.groupby(level=['seed', 'fold']):
+            rows.append({'a': arm_a, 'b': arm_b, 'seed': seed, 'fold': fold, 'basins': len(values),
+                         'median_difference': float(values.median())})
+    return pd.DataFrame(rows, columns=['a', 'b', 'seed', 'fold', 'basins', 'median_difference'])
+
+
+def fold_markdown(per_fold: pd.DataFrame) -> str:
+    """:func:`fold_table` as one row per difference and seed, one column per fold."""
+    if per_fold.empty:
+        return ''
+    rows = pd.MultiIndex.from_frame(per_fold[['a', 'b', 'seed']].drop_duplicates())  # in DIFFERENCES' order
+    wide = per_fold.pivot_table(index=['a', 'b', 'seed'], columns='fold', values='median_difference').reindex(rows)
+    lines = ["Per fold and seed (paired median NSE difference over the fold's held-out basins):", '',
+             '| A − B | seed | ' + ' | '.join(f'fold {fold}' for fold in wide.columns) + ' |',
+             '|---|---|' + '---|' * len(wide.columns)]
+    lines += [f"| `{a}` − `{b}` | {seed} | " + ' | '.join('' if np.isnan(value) else f'{value:+.3f}' for value in row)
+              + ' |' for (a, b, seed), row in zip(wide.index, wide.to_numpy())]
+    return '\n'.join(lines + [''])
 
 
 def markdown(arms: pd.DataFrame, differences: pd.DataFrame, missing: dict[int, list[str]], per_basin: pd.DataFrame,
