@@ -24,7 +24,7 @@ def _module(name: str):
     return module
 
 
-study, summarise = _module('study'), _module('summarise')
+study, summarise, decomposition = _module('study'), _module('summarise'), _module('decomposition')
 
 
 @pytest.mark.parametrize('arm', sorted(study.ARMS))
@@ -148,3 +148,21 @@ def test_the_fold_table_gives_each_difference_per_fold_and_seed_both_arms_ran():
     assert ('scratch', 'lstm', '1', 1) not in per_fold.index
     table = summarise.fold_markdown(summarise.fold_table(pd.DataFrame(rows)))
     assert '| `causal` − `scratch` | 0 | -0.100 | -0.100 |' in table
+
+
+def test_the_decomposition_figure_reads_the_summaries_it_is_given_and_names_a_missing_one(tmp_path):
+    for name, differences in [('one', [('scratch', 'lstm', 0.06), ('causal', 'scratch', -0.001)]),
+                              ('tenth', [('causal', 'scratch', 0.002)])]:
+        (tmp_path / name).mkdir()
+        pd.DataFrame([{'a': a, 'b': b, 'folds': 5, 'seeds': 2, 'median_difference': value, 'low': value - 0.01,
+                       'high': value + 0.01} for a, b, value in differences]).to_csv(tmp_path / name / 'differences.csv',
+                                                                                     index=False)
+    tables = decomposition.read([f'fraction 1={tmp_path / "one"}', f'fraction 0.1={tmp_path / "tenth"}'])
+    assert list(tables) == ['fraction 1', 'fraction 0.1']
+    assert tables['fraction 0.1'].loc[('causal', 'scratch'), 'median_difference'] == 0.002
+    decomposition.plot(tables, tmp_path / 'decomposition.png')
+    assert (tmp_path / 'decomposition.png').stat().st_size > 0
+    with pytest.raises(FileNotFoundError, match='run summarise.py'):
+        decomposition.read([f'x={tmp_path / "missing"}'])
+    with pytest.raises(ValueError, match='LABEL=DIR'):
+        decomposition.read([str(tmp_path / 'one')])

@@ -24,6 +24,7 @@ Each arm is summarised over the folds it finished, each difference over the fold
 an arm has not finished are named: a partial study is shown as partial, not left out.
 """
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -91,7 +92,8 @@ def summarise(runs: Path, output: Path, earlier: Path | None = None,
     (output / 'arms.md').write_text(markdown(arms, differences, missing, per_basin, len(folds)) + '\n'
                                     + fold_markdown(per_fold))
     if len(arms):
-        plot(arms, len(folds), output / 'median_nse.png')
+        fraction = json.loads((runs / SETTINGS_FILE).read_text()).get('train_fraction', 1.0)
+        plot(arms, len(folds), fraction, output / 'median_nse.png')
     per_basin.to_csv(output / 'per_basin.csv', index=False)
     for source in (report / 'report.md', runs / SETTINGS_FILE, runs / FOLDS_FILE):
         shutil.copyfile(source, output / source.name)
@@ -214,18 +216,18 @@ def _days(per_seed: pd.Series) -> str:
     return 'days: ' + ', '.join(f"seed {seed}: {int(value)}" for seed, value in per_seed.items())
 
 
-def plot(arms: pd.DataFrame, n_folds: int, path: Path) -> None:
+def plot(arms: pd.DataFrame, n_folds: int, train_fraction: float, path: Path) -> None:
     """Median held-out NSE per arm with its interval."""
     figure, axis = plt.subplots(figsize=(7, 4))
     x = np.arange(len(arms))
     axis.errorbar(x, arms['median_nse'], yerr=[arms['median_nse'] - arms['low'], arms['high'] - arms['median_nse']],
                   fmt='o', capsize=4)
-    axis.set_xticks(x, [f"{row.arm}\n({row.later_days} later days)\nfolds {row.folds}" for row in arms.itertuples()],
-                    fontsize=8)
+    axis.set_xticks(x, [f"{row.arm}\n({row.later_days} later days)\nfolds {row.folds}\n"
+                        f"{row.seeds} seed{'s' if row.seeds > 1 else ''}" for row in arms.itertuples()], fontsize=8)
     axis.set_xlim(-0.5, len(arms) - 0.5)
     axis.set_ylabel('median NSE, held-out basins')
-    axis.set_title(f'PUB, 382 CAMELS-US basins ({n_folds} folds), 800 updates:\nmedian and interval over the '
-                   f'folds each arm finished', fontsize=9)
+    axis.set_title(f'PUB, 382 CAMELS-US basins ({n_folds} folds), train fraction {train_fraction:g}, 800 updates:\n'
+                   f'median and interval over the folds (and seeds) each arm finished', fontsize=9)
     axis.grid(alpha=0.3)
     figure.text(0.01, 0.01, 'Data: Caravan / ERA5-Land, CAMELS-US attributes, USGS streamflow', fontsize=6)
     figure.tight_layout()
