@@ -8,7 +8,7 @@ StefaLand from scratch with NH's one-window-per-day tester, which scores each wi
 model with no later day in view) and writes them as runs of its own label, which pub's report reads like any other.
 The arms of :data:`FINETUNED` pretrain an encoder (the pretraining study's ``base`` recipe, one pretraining shared by
 the folds) in either direction and finetune it frozen, on cached states, as that study's ``base`` arm; they are not
-part of the default arms (stage 2 runs them on 2 folds: ``--arms pretrained,pretrained_causal --fold 1 --fold 2``).
+part of the default arms (stage 2: ``--arms pretrained,pretrained_causal``, with ``--fold`` for a subset).
 
 The script works fold by fold, one process (a shared CPU), and after each fold rebuilds pub's report and this
 study's summary (``summarise.py``); calling it again skips what is finished:
