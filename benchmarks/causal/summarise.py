@@ -155,9 +155,10 @@ def fold_table(per_basin: pd.DataFrame) -> pd.DataFrame:
     """Per difference of :data:`DIFFERENCES`, fold and seed both arms ran: the median over the fold's basins of the
     per-basin NSE difference A − B (columns ``a, b, seed, fold, basins, median_difference``)."""
     nse = per_basin.set_index(['model', 'seed', 'fold', 'basin'])['NSE']
+    ran = set(per_basin['model'])
     rows = []
     for arm_a, arm_b, _ in DIFFERENCES:
-        if arm_a not in nse.index.get_level_values('model') or arm_b not in nse.index.get_level_values('model'):
+        if not {arm_a, arm_b} <= ran:
             continue
         difference = (nse.loc[arm_a] - nse.loc[arm_b]).dropna()
         for (seed, fold), values in difference.groupby(level=['seed', 'fold']):
